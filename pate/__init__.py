@@ -1,0 +1,19 @@
+"""PATE: Private Aggregation of Teacher Ensembles, with per-individual guarantees.
+
+The pipeline, one module per stage:
+
+* :mod:`pate.data`         built-in and imported datasets (HDF5 ``pate-dataset`` files)
+* :mod:`pate.partition`    individual -> shard assignment (one individual, one shard)
+* :mod:`pate.models`       flax modules (MLP for tabular data, CNN for images)
+* :mod:`pate.teachers`     training all teachers as one program over a stacked teacher axis
+* :mod:`pate.noise`        exact integer noise from the OS CSPRNG
+* :mod:`pate.aggregate`    LNMax, GNMax, Confident-GNMax, Interactive-GNMax
+* :mod:`pate.accounting`   Renyi-DP bounds of the PATE papers and conversion to (epsilon, delta)
+* :mod:`pate.ledger`       write-ahead privacy ledger
+* :mod:`pate.labeling`     the answering loop: charge, then release
+* :mod:`pate.student`      student training on public data and noisy labels
+* :mod:`pate.export`       the student bundle, loading and prediction
+* :mod:`pate.io`           HDF5 schemas and atomic writes
+"""
+
+__version__ = "0.1.0"

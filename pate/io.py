@@ -1,0 +1,328 @@
+"""HDF5 schemas of the pipeline's artifacts, their validation, and atomic writes.
+
+Every artifact is readable with h5py alone and carries ``format`` and ``version`` attributes.
+
+Dataset file (``format = "pate-dataset"``)::
+
+    features        (N, ...) float32 or uint8
+    labels          (N,) int64 in 0..num_classes-1      absent in an unlabeled public set
+    individual_id   (N,) int64 or variable-length str   whose records belong to whom
+    attrs: format, version, num_classes, class_names (optional), feature_names (optional),
+           name, split ("private" | "public" | "test")
+
+Writes go to a temporary file in the target's folder and are renamed into place only when complete, so
+an interrupted or refused command never leaves a half-written artifact behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pate.errors import PateError
+
+DATASET_FORMAT = "pate-dataset"
+DATASET_VERSION = 1
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An in-memory dataset: features, optional labels, and who each record belongs to."""
+
+    features: np.ndarray
+    labels: np.ndarray | None
+    individual_id: np.ndarray
+    num_classes: int
+    class_names: tuple[str, ...] = ()
+    feature_names: tuple[str, ...] = ()
+    name: str = ""
+    split: str = ""
+    path: str = ""
+    extra_attrs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.features)
+        if self.labels is not None and len(self.labels) != n:
+            raise PateError(f"{self.path or 'dataset'}: labels has {len(self.labels)} rows, expected {n}")
+        if len(self.individual_id) != n:
+            raise PateError(
+                f"{self.path or 'dataset'}: individual_id has {len(self.individual_id)} rows, expected {n}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return tuple(self.features.shape[1:])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Opening files with clear errors
+
+
+@contextlib.contextmanager
+def open_h5(path: str | os.PathLike, what: str = "file") -> Iterator[h5py.File]:
+    """Open an HDF5 file for reading, turning every failure into a one-line :class:`PateError`."""
+    path = Path(path)
+    if not path.exists():
+        raise PateError(f"{path}: no such {what}")
+    if path.is_dir():
+        raise PateError(f"{path}: is a folder, expected an HDF5 {what}")
+    if not h5py.is_hdf5(path):
+        raise PateError(f"{path}: not an HDF5 file, expected an HDF5 {what}")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as exc:
+        raise PateError(f"{path}: cannot be read as HDF5 ({exc})") from None
+    with handle:
+        yield handle
+
+
+def require_format(handle: h5py.File, path: str | os.PathLike, expected: str) -> None:
+    """Refuse a file whose ``format`` attribute is not ``expected``."""
+    found = _attr_str(handle.attrs.get("format"))
+    if found != expected:
+        raise PateError(f"{path}: attribute 'format' is {found!r}, expected {expected!r}")
+
+
+def _attr_str(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode()
+    return str(value)
+
+
+def _attr_strings(value) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in np.atleast_1d(value))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Datasets
+
+
+def read_dataset_attrs(handle: h5py.File, path: str | os.PathLike) -> dict:
+    """Validate a dataset file's attributes and return them as plain Python values."""
+    require_format(handle, path, DATASET_FORMAT)
+    if "features" not in handle:
+        raise PateError(f"{path}: missing dataset 'features', expected an (N, ...) array")
+    num_classes = handle.attrs.get("num_classes")
+    if num_classes is None or int(num_classes) < 2:
+        raise PateError(f"{path}: attribute 'num_classes' is {num_classes!r}, expected an integer >= 2")
+    return {
+        "num_classes": int(num_classes),
+        "class_names": _attr_strings(handle.attrs.get("class_names")),
+        "feature_names": _attr_strings(handle.attrs.get("feature_names")),
+        "name": _attr_str(handle.attrs.get("name")) or "",
+        "split": _attr_str(handle.attrs.get("split")) or "",
+    }
+
+
+def read_ids(handle: h5py.File, path: str | os.PathLike, column: str) -> np.ndarray:
+    """Read the individual-id column; strings come back as a numpy str array."""
+    if column not in handle:
+        present = sorted(k for k in handle.keys() if k not in ("features", "labels"))
+        raise PateError(
+            f"{path}: missing id column {column!r} (found {present or 'no other columns'}); "
+            "pass the right --individual-column"
+        )
+    ids = handle[column][()]
+    if ids.ndim != 1 or len(ids) != handle["features"].shape[0]:
+        raise PateError(
+            f"{path}: id column {column!r} has shape {ids.shape}, expected ({handle['features'].shape[0]},)"
+        )
+    if ids.dtype.kind in ("S", "O"):
+        ids = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in ids])
+    elif ids.dtype.kind not in ("i", "u", "U"):
+        raise PateError(f"{path}: id column {column!r} has dtype {ids.dtype}, expected integers or strings")
+    return ids
+
+
+def check_features(features: np.ndarray, path: str | os.PathLike, start: int = 0) -> None:
+    """Refuse NaN or infinite features, naming the first offending record."""
+    if features.dtype.kind == "f":
+        bad = ~np.isfinite(features.reshape(len(features), -1)).all(axis=1)
+        if bad.any():
+            row = int(np.argmax(bad)) + start
+            raise PateError(f"{path}: dataset 'features' has NaN or inf in record {row}, expected finite values")
+    elif features.dtype.kind not in ("u", "i"):
+        raise PateError(f"{path}: dataset 'features' has dtype {features.dtype}, expected float32 or uint8")
+
+
+def check_labels(labels: np.ndarray, num_classes: int, path: str | os.PathLike) -> np.ndarray:
+    """Refuse labels that are not integers in ``0..num_classes-1``."""
+    if labels.ndim != 1:
+        raise PateError(f"{path}: dataset 'labels' has shape {labels.shape}, expected (N,)")
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
+            raise PateError(f"{path}: dataset 'labels' holds non-integer values, expected integers")
+    elif labels.dtype.kind not in ("i", "u"):
+        raise PateError(f"{path}: dataset 'labels' has dtype {labels.dtype}, expected integers")
+    labels = labels.astype(np.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)][0]
+        raise PateError(f"{path}: dataset 'labels' holds {bad}, expected labels in 0..{num_classes - 1}")
+    return labels
+
+
+def read_dataset(
+    path: str | os.PathLike,
+    *,
+    require_labels: bool = False,
+    individual_column: str = "individual_id",
+) -> Dataset:
+    """Read and validate a ``pate-dataset`` file.
+
+    Raises :class:`PateError` for a missing file, a non-HDF5 file, a missing id column, non-finite
+    features, or labels outside ``0..num_classes-1``.
+    """
+    with open_h5(path, "dataset file") as handle:
+        attrs = read_dataset_attrs(handle, path)
+        features = handle["features"][()]
+        check_features(features, path)
+        labels = None
+        if "labels" in handle:
+            labels = check_labels(handle["labels"][()], attrs["num_classes"], path)
+        elif require_labels:
+            raise PateError(f"{path}: missing dataset 'labels', expected labels in 0..{attrs['num_classes'] - 1}")
+        ids = read_ids(handle, path, individual_column)
+    return Dataset(features=features, labels=labels, individual_id=ids, path=str(path), **attrs)
+
+
+def write_dataset(path: str | os.PathLike, dataset: Dataset, *, private: bool = False) -> None:
+    """Write ``dataset`` atomically in the ``pate-dataset`` schema."""
+    with atomic_file(path, private=private) as tmp:
+        with h5py.File(tmp, "w") as handle:
+            handle.attrs["format"] = DATASET_FORMAT
+            handle.attrs["version"] = DATASET_VERSION
+            handle.attrs["num_classes"] = dataset.num_classes
+            handle.attrs["name"] = dataset.name
+            handle.attrs["split"] = dataset.split
+            if dataset.class_names:
+                handle.attrs["class_names"] = list(dataset.class_names)
+            if dataset.feature_names:
+                handle.attrs["feature_names"] = list(dataset.feature_names)
+            for key, value in dataset.extra_attrs.items():
+                handle.attrs[key] = value
+            handle.create_dataset("features", data=dataset.features, chunks=True, compression="lzf")
+            if dataset.labels is not None:
+                handle.create_dataset("labels", data=dataset.labels.astype(np.int64))
+            write_ids(handle, "individual_id", dataset.individual_id)
+
+
+def write_ids(handle: h5py.Group, name: str, ids: np.ndarray) -> None:
+    """Store an id column: integers as int64, anything else as UTF-8 strings."""
+    if ids.dtype.kind in ("i", "u"):
+        handle.create_dataset(name, data=ids.astype(np.int64))
+    else:
+        handle.create_dataset(name, data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Atomic writes and output folders
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, *, private: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise PateError(f"{path}: folder {path.parent} does not exist")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, PRIVATE_FILE_MODE if private else 0o644)
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+        _fsync_path(path.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, *, force: bool = False, private: bool = False) -> Iterator[Path]:
+    """Build an output folder in a temporary sibling and move it onto ``path`` when complete.
+
+    An existing ``path`` is refused unless ``force`` is set, in which case it is replaced only after the
+    new folder is complete (so a failed run never destroys the old one).
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise PateError(f"{path}: already exists and holds another run; pass --force to replace it",
+                        exit_code=4)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.exists():
+        raise PateError(f"{path}: folder {parent} does not exist")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    try:
+        yield tmp
+        os.chmod(tmp, PRIVATE_DIR_MODE if private else 0o755)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
+            os.replace(path, old / "x")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        _fsync_path(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def ensure_private_dir(path: str | os.PathLike) -> Path:
+    """Create (or tighten) a private folder with mode 0700."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, PRIVATE_DIR_MODE)
+    return path
+
+
+def _fsync_path(path: Path) -> None:
+    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def file_fingerprint(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, used to tie a ledger to the exact teachers and public data."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def array_fingerprint(*arrays: np.ndarray) -> str:
+    """SHA-256 over arrays' dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
