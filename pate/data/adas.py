@@ -179,7 +179,7 @@ def generate_fleet(
     gumbel = -np.log(-np.log(rng.uniform(1e-12, 1.0, logits.shape)))
     labels = np.argmax(logits + gumbel, axis=1).astype(np.int64)
     # Records of a car are logged over time, not in one block: shuffle the log.
-    order = rng.permutation(n)
+    order = rng.permutation(len(labels))
     return features[order], labels[order], (vehicle[order] + first_id).astype(np.int64)
 
 
