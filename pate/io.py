@@ -149,12 +149,19 @@ def read_ids(handle: h5py.File, path: str | os.PathLike, column: str) -> np.ndar
         raise PateError(
             f"{path}: id column {column!r} has shape {ids.shape}, expected ({handle['features'].shape[0]},)"
         )
-    if ids.dtype.kind in ("S", "O"):
-        ids = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in ids])
-    elif ids.dtype.kind not in ("i", "u", "U"):
+    if ids.dtype.kind not in ("i", "u", "U", "S", "O"):
         raise PateError(
             f"{path}: id column {column!r} has dtype {ids.dtype}, expected integers or strings"
         )
+    return decode_ids(ids)
+
+
+def decode_ids(ids: np.ndarray) -> np.ndarray:
+    """Integer ids as int64; byte or object strings as a numpy str array."""
+    if ids.dtype.kind in ("S", "O"):
+        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in ids])
+    if ids.dtype.kind in ("i", "u"):
+        return ids.astype(np.int64)
     return ids
 
 

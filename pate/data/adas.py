@@ -4,7 +4,8 @@ The running example of the project. Each record is one decision of one car::
 
     <vehicle id, location (x, y), time of day, sensor readings> -> action taken
 
-The sensors are: speed, speed limit, gap to the lead vehicle, closing speed, lane offset, lateral
+The sensors are: speed, speed limit, speed over the limit, gap to the lead vehicle, headway, closing speed, time to collision (capped
+at 30 s), lane offset, lateral
 velocity, road curvature, traffic density and visibility. Actions (the labels) are
 ``keep``, ``accelerate``, ``brake``, ``hard_brake``, ``lane_left`` and ``lane_right``.
 
@@ -42,8 +43,11 @@ FEATURES = (
     "hour_cos",
     "speed_mps",
     "speed_limit_mps",
+    "speed_over_limit",
     "gap_m",
+    "headway_s",
     "closing_speed_mps",
+    "time_to_collision_s",
     "lane_offset_m",
     "lateral_velocity_mps",
     "curvature_per_km",
@@ -63,7 +67,7 @@ class AdasConfig:
     median_records: float = 28.0
     tail: float = 0.9
     max_records: int = 400
-    temperature: float = 0.3
+    temperature: float = 0.2
 
     def __post_init__(self) -> None:
         for name in ("vehicles", "public_vehicles", "test_vehicles"):
@@ -92,11 +96,11 @@ def simulate(
     commute_hour = rng.choice([8.0, 13.0, 18.0, 22.0], num_vehicles, p=[0.4, 0.2, 0.3, 0.1])
     commute_hour = commute_hour + rng.normal(0.0, 1.0, num_vehicles)
     cruise_ratio = rng.normal(1.0, 0.08, num_vehicles)
-    reaction_s = rng.lognormal(np.log(1.3), 0.25, num_vehicles)
+    reaction_s = rng.lognormal(np.log(1.3), 0.15, num_vehicles)
     aggressiveness = rng.normal(0.0, 1.0, num_vehicles)
     lane_discipline = rng.lognormal(0.0, 0.3, num_vehicles)
     # A per-driver preference over actions: the style no rule captures.
-    habit = rng.normal(0.0, 0.35, (num_vehicles, len(ACTIONS)))
+    habit = rng.normal(0.0, 0.1, (num_vehicles, len(ACTIONS)))
 
     location = home[vehicle] + rng.normal(0.0, 1.0, (n, 2)) * roam[vehicle, None]
     hour = np.mod(commute_hour[vehicle] + rng.normal(0.0, 1.5, n), 24.0)
@@ -128,10 +132,10 @@ def simulate(
     scores = np.zeros((n, len(ACTIONS)))
     scores[:, 0] = 1.0
     scores[:, 1] = (
-        2.5 * np.clip(-over_limit - 0.12, 0, None) * 5 + 0.4 * headroom + 0.3 * aggr - 1.5
+        2.5 * np.clip(-over_limit - 0.12, 0, None) * 5 + 0.4 * headroom + 0.15 * aggr - 1.5
     )
     scores[:, 2] = (
-        3.0 * np.clip(over_limit, 0, None) * 5 + 2.2 * (ttc < 4.0 * reaction) - 0.4 * aggr - 0.1
+        3.0 * np.clip(over_limit, 0, None) * 5 + 2.2 * (ttc < 4.0 * reaction) - 0.2 * aggr - 0.1
     )
     scores[:, 3] = (
         6.0 * (ttc < 1.6 * reaction)
@@ -141,7 +145,7 @@ def simulate(
     )
     side = np.where(lane_offset > 0, 1.0, -1.0)
     drift = np.clip(np.abs(lane_offset) * lane_discipline[vehicle] - 0.4, 0, None) * 6.0
-    overtake = (0.5 * slow_leader + 0.8 * aggr) * (density < 0.8) - 0.5
+    overtake = (0.5 * slow_leader + 0.4 * aggr) * (density < 0.8) - 0.5
     scores[:, 4] = np.where(side > 0, drift, 0.0) + overtake - 0.3 * curvature
     scores[:, 5] = (
         np.where(side < 0, drift, 0.0) + 0.6 * (lane_offset < -0.2) - 0.1 - 0.3 * curvature
@@ -157,8 +161,11 @@ def simulate(
             np.cos(2 * np.pi * hour / 24.0),
             speed,
             speed_limit,
+            over_limit,
             gap,
+            np.minimum(gap / np.maximum(speed, 1.0), 30.0),
             closing,
+            np.minimum(ttc, 30.0),
             lane_offset,
             lateral_velocity,
             curvature,
