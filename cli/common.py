@@ -39,3 +39,44 @@ def console(stderr: bool = False):
 
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 POSITIVE_INT = click.IntRange(min=1)
+
+
+class progress_bar:  # noqa: N801 (used as a context manager, like open())
+    """A rich progress bar on stderr, quiet when stderr is not a terminal.
+
+    Used as ``with progress_bar("teachers", total) as advance: advance(done, total)``.
+    """
+
+    def __init__(self, description: str, total: int) -> None:
+        self.description = description
+        self.total = total
+        self._progress = None
+
+    def __enter__(self):
+        if not stderr_is_terminal():
+            return lambda done, total: None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console(stderr=True),
+            transient=True,
+        )
+        self._progress.__enter__()
+        task = self._progress.add_task(self.description, total=self.total)
+        return lambda done, total: self._progress.update(task, completed=done, total=total)
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
