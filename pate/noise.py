@@ -44,7 +44,7 @@ Accounting (what the privacy proof may use):
   and that is **not** a valid bound for discrete noise: ``Z_j - Z_i`` is integer-valued, so
   ``Pr[Z_j - Z_i >= g] ~ Phi_bar((g - 1/2)/(sqrt(2) sigma)) > Phi_bar(g/(sqrt(2) sigma))`` (at ``g = 0``
   the discrete tail exceeds 1/2). Subgaussian (Chernoff) tails are valid (the discrete Gaussian is
-  ``sigma``-subgaussian, CKS §2) but loose by a factor ``~ g / sigma``. We therefore compute the exact
+  ``sigma``-subgaussian, CKS 2020) but loose by a factor ``~ g / sigma``. We therefore compute the exact
   tail of the difference of two discrete Gaussians (:func:`logq_gnmax_discrete`), with the tie rule of
   the aggregators (smallest index wins), and the same for the discrete Laplace
   (:func:`logq_lnmax_discrete`, closed form). Use these, not the continuous formulas, for the

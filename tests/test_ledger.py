@@ -302,3 +302,40 @@ def test_appends_by_someone_else_are_detected(tmp_path: Path) -> None:
     with pytest.raises(PateError, match="written by someone else"):
         ledger.append(batch(0))
     ledger.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_sigkill_at_random_moments_never_loses_a_returned_append(tmp_path: Path) -> None:
+    """A child appends and reports each returned append; SIGKILL it; the ledger must reopen cleanly and
+    hold at least every record whose append had returned."""
+    import random
+    import signal
+    import time
+
+    path = tmp_path / "ledger.jsonl"
+    Ledger.create(path, HEADER).close()
+    rng = random.Random(2024)
+    big_batch = batch(0, count=100)
+    for _ in range(12):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: append until killed
+            os.close(read_end)
+            try:
+                ledger = Ledger.open(path)
+                while True:
+                    ledger.append(big_batch)
+                    os.write(write_end, b"%d\n" % ledger.last_seq)
+            finally:
+                os._exit(1)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as pipe:
+            first = int(pipe.readline())  # the child is in its append loop
+            time.sleep(rng.uniform(0.0, 0.01))
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            reported = [first] + [int(x) for x in pipe.read().split()]
+        reopened = Ledger.open(path)
+        assert reopened.last_seq >= reported[-1]
+        assert len(reopened.entries()) == 100 * reopened.last_seq
+        reopened.close()
