@@ -154,7 +154,7 @@ class NoiseSource(abc.ABC):
         """Independent draws of ``N_Z(0, sigma^2)``: ``P(x) = exp(-x^2 / (2 sigma^2)) / sum_y exp(...)``.
 
         ``sigma^2`` is the exact rational ``Fraction(sigma)**2``. Returns an int64 array of shape
-        ``size``. Its variance is slightly below ``sigma^2`` and it is ``sigma``-subgaussian (CKS §2).
+        ``size``. Its variance is slightly below ``sigma^2`` and it is ``sigma``-subgaussian (CKS 2020).
         """
         sigma = _check_scale("sigma", sigma)
         shape = _shape(size)
