@@ -38,7 +38,7 @@ def inspect_path(path: str | os.PathLike) -> Inspection:
         path = path.parent
     ledger_path = path / LEDGER_FILE
     if ledger_path.exists():
-        ledger = Ledger.open(ledger_path)
+        ledger = Ledger.open(ledger_path, read_only=True)
         header = ledger.header
         entries = ledger.entries()
         config = aggregator_from_dict(header["aggregator"])

@@ -128,28 +128,17 @@ def simulate(
     aggr = aggressiveness[vehicle]
     over_limit = speed / speed_limit - 1.0
     headroom = np.clip(gap / np.maximum(speed, 1.0) - 1.5, -2.0, 4.0)
-    slow_leader = np.clip(closing, 0.0, None) * (gap < 40.0)
+    slow_leader = np.clip(closing, 0.0, 6.0) * np.exp(-gap / 40.0)
+    # Urgency: how much sooner than the driver's (visibility-adjusted) reaction budget a collision comes.
+    urgency = np.clip(4.0 * reaction / np.maximum(ttc, 0.1), 0.0, 6.0)
+    drift = lane_offset * lane_discipline[vehicle]
     scores = np.zeros((n, len(ACTIONS)))
     scores[:, 0] = 1.0
-    scores[:, 1] = (
-        2.5 * np.clip(-over_limit - 0.12, 0, None) * 5 + 0.4 * headroom + 0.15 * aggr - 1.5
-    )
-    scores[:, 2] = (
-        3.0 * np.clip(over_limit, 0, None) * 5 + 2.2 * (ttc < 4.0 * reaction) - 0.2 * aggr - 0.1
-    )
-    scores[:, 3] = (
-        6.0 * (ttc < 1.6 * reaction)
-        + 2.0 * (ttc < 2.5 * reaction)
-        + 1.5 * (ttc < 5.0 * reaction)
-        - 0.6
-    )
-    side = np.where(lane_offset > 0, 1.0, -1.0)
-    drift = np.clip(np.abs(lane_offset) * lane_discipline[vehicle] - 0.4, 0, None) * 6.0
-    overtake = (0.5 * slow_leader + 0.4 * aggr) * (density < 0.8) - 0.5
-    scores[:, 4] = np.where(side > 0, drift, 0.0) + overtake - 0.3 * curvature
-    scores[:, 5] = (
-        np.where(side < 0, drift, 0.0) + 0.6 * (lane_offset < -0.2) - 0.1 - 0.3 * curvature
-    )
+    scores[:, 1] = 8.0 * (-over_limit - 0.1) + 0.4 * headroom + 0.15 * aggr - 1.0
+    scores[:, 2] = 8.0 * over_limit + 1.5 * urgency - 0.2 * aggr + 0.6
+    scores[:, 3] = 2.5 * urgency - 2.0
+    scores[:, 4] = 3.0 * drift + 0.3 * slow_leader + 0.4 * aggr - 0.3 - 0.3 * curvature
+    scores[:, 5] = -3.0 * drift - 0.1 - 0.3 * curvature
     scores = scores + habit[vehicle]
 
     logits = scores / config.temperature
