@@ -40,6 +40,7 @@ from pate.labeling import (
     BudgetConfig,
     LabelingOutcome,
     check_budget_covers_one,
+    ledger_identity,
     run_labeling,
 )
 from pate.models import ModelConfig, Preprocessing
@@ -184,7 +185,7 @@ def label_and_distill(
 
     ledger_path = workspace / LEDGER_FILE
     release_dir = Path(release_dir)
-    previous = _release_ledger_id(release_dir)
+    previous = _release_record(release_dir)
     outcome = run_labeling(
         votes,
         aggregator,
@@ -197,11 +198,14 @@ def label_and_distill(
         student_probs_fn=student_probs_fn if interactive else None,
         warmup_queries=warmup_queries,
         on_batch=on_batch,
+        released=(previous[0], previous[2], previous[3]) if previous else None,
     )
-    ledger_id = array_fingerprint(
-        np.frombuffer(json.dumps(outcome.header, sort_keys=True).encode(), np.uint8)
-    )
-    if outcome.new_queries == 0 and previous == (ledger_id, outcome.spent.queries_seen):
+    ledger_id = ledger_identity(outcome.header)
+    if (
+        outcome.new_queries == 0
+        and previous
+        and previous[:2] == (ledger_id, outcome.spent.queries_seen)
+    ):
         raise BudgetExhausted(
             f"{ledger_path}: budget already spent (epsilon {outcome.spent.epsilon_data_independent:.4g} "
             f"of {budget.max_epsilon:g}, stop: {outcome.stop_reason}); nothing answered, "
@@ -224,6 +228,8 @@ def label_and_distill(
         include_private=False,
     )
     report["ledger_id"] = ledger_id
+    report["ledger_seq"] = outcome.ledger_seq
+    report["ledger_digest"] = outcome.ledger_digest
     student_accuracy = None
     if test is not None:
         student_accuracy = student.accuracy(test.features, test.labels)
@@ -258,13 +264,19 @@ def write_labels(path: Path, ids: np.ndarray, labels: np.ndarray, class_names) -
             handle.create_dataset("labels", data=labels)
 
 
-def _release_ledger_id(release_dir: Path) -> tuple[str, int] | None:
+def _release_record(release_dir: Path) -> tuple[str, int, int, str] | None:
+    """(ledger id, queries seen, ledger seq, ledger digest) of an existing release, if any."""
     report = release_dir / "privacy.json"
     if not report.exists():
         return None
     try:
         raw = json.loads(report.read_text())
-        return raw["ledger_id"], int(raw["queries_seen"])
+        return (
+            raw["ledger_id"],
+            int(raw["queries_seen"]),
+            int(raw["ledger_seq"]),
+            raw["ledger_digest"],
+        )
     except (ValueError, KeyError, TypeError):
         return None
 

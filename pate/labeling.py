@@ -29,6 +29,8 @@ Ledger entries, one per query::
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 from collections.abc import Callable
@@ -266,6 +268,8 @@ class LabelingOutcome:
     new_queries: int
     resumed_queries: int
     header: dict = field(default_factory=dict)
+    ledger_seq: int = 0
+    ledger_digest: str = ""
 
     @property
     def answered_ids(self) -> np.ndarray:
@@ -328,6 +332,7 @@ def run_labeling(
     student_probs_fn: Callable[[list[dict]], np.ndarray] | None = None,
     warmup_queries: int = 0,
     on_batch: Callable[[int, Spent], None] | None = None,
+    released: tuple[str, int, str] | None = None,
 ) -> LabelingOutcome:
     """Answer queries in order until the budget, ``max_queries`` or the public set runs out.
 
@@ -341,6 +346,13 @@ def run_labeling(
     num_queries = len(votes)
     limit = num_queries if budget.max_queries is None else min(num_queries, budget.max_queries)
     ledger = open_ledger(Path(ledger_path), header)
+    if released is not None and released[0] == ledger_identity(ledger.header):
+        _, seq, digest = released
+        if ledger.last_seq < seq or (ledger.last_seq == seq and ledger.last_digest != digest):
+            raise PateError(
+                f"{ledger_path}: ledger ends at record {ledger.last_seq} but the release was made "
+                f"from record {seq}; records were removed, refusing to under-count"
+            )
     entries = ledger.entries()
     resumed = len(entries)
     if [e["q"] for e in entries] != list(range(resumed)):
@@ -404,7 +416,14 @@ def run_labeling(
         new_queries=len(entries) - resumed,
         resumed_queries=resumed,
         header=ledger.header,
+        ledger_seq=ledger.last_seq,
+        ledger_digest=ledger.last_digest,
     )
+
+
+def ledger_identity(header: dict) -> str:
+    """A stable id of a ledger: SHA-256 of its header record in canonical JSON."""
+    return hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()
 
 
 def check_budget_covers_one(config: AggregatorConfig, budget: BudgetConfig) -> None:
