@@ -14,7 +14,13 @@ PAPER_ORDERS: np.ndarray = np.concatenate(
 #: Our default: denser at small orders (where large budgets are optimal) and reaching far enough for
 #: tiny budgets; strictly increasing.
 DEFAULT_ORDERS: np.ndarray = np.unique(
-    np.concatenate((np.linspace(1.01, 2.0, 12), np.arange(2.25, 100.0, 0.25), np.geomspace(100.0, 10_000.0, 120)))
+    np.concatenate(
+        (
+            np.linspace(1.01, 2.0, 12),
+            np.arange(2.25, 100.0, 0.25),
+            np.geomspace(100.0, 10_000.0, 120),
+        )
+    )
 )
 
 
@@ -30,5 +36,7 @@ def resolve_orders(orders: str | np.ndarray | list[float]) -> np.ndarray:
     if array.ndim != 1 or array.size == 0:
         raise PateError(f"orders has shape {array.shape}, expected a non-empty list")
     if not np.all(np.isfinite(array)) or np.any(array <= 1):
-        raise PateError(f"orders contains {array[~(array > 1)][0] if np.any(~(array > 1)) else 'inf'}, expected orders > 1")
+        raise PateError(
+            f"orders contains {array[~(array > 1)][0] if np.any(~(array > 1)) else 'inf'}, expected orders > 1"
+        )
     return array
