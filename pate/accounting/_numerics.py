@@ -57,6 +57,8 @@ def logsumexp_rows(values: np.ndarray, exclude: np.ndarray | None = None) -> np.
     safe = np.where(np.isfinite(top), top, 0.0)
     shifted = values - safe[..., None]
     np.maximum(shifted, -708.0, out=shifted)
+    if exclude is not None:
+        shifted[exclude] = 0.0
     terms = np.exp(shifted, out=shifted)
     if exclude is not None:
         terms[exclude] = 0.0

@@ -178,12 +178,16 @@ def _for_each_dependent_block(
         spread = np.subtract(x, y)
         np.abs(spread, out=spread)
         np.negative(spread, out=spread)
+        negligible = None
         if spread[:, 0].min() < -708.0 or spread[:, -1].min() < -708.0:
-            # |x - y| is linear in t, so its extremes are at the ends. Clipping keeps exp out of
-            # its slow subnormal range; it changes nothing since ln(1 + e^-708) rounds to e^-708.
+            # |x - y| is linear in t, so its extremes are at the ends. Where e^-|x-y| underflows,
+            # ln(1 + e^-|x-y|) is 0; clipping first keeps exp out of its slow subnormal range.
+            negligible = spread < -708.0
             np.maximum(spread, -708.0, out=spread)
         np.exp(spread, out=spread)
         np.log1p(spread, out=spread)
+        if negligible is not None:
+            spread[negligible] = 0.0
         np.maximum(x, y, out=x)
         x += spread
         x *= inverse_m1[start:stop]
