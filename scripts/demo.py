@@ -39,10 +39,10 @@ def main() -> None:
     args = parser.parse_args()
 
     start = time.perf_counter()
-    out = ROOT / args.out
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out = Path(args.out)
+    if (ROOT / out).exists():
+        shutil.rmtree(ROOT / out)
+    (ROOT / out).mkdir(parents=True)
     data = out / "data"
     pate("dataset", "adas", "--out", str(data), "--vehicles", str(args.vehicles))
     partition = pate(
@@ -89,8 +89,8 @@ def main() -> None:
     from pate.models import ModelConfig
     from pate.student import StudentConfig, fit_model
 
-    private = read_dataset(data / "private.h5", require_labels=True)
-    test = read_dataset(data / "test.h5", require_labels=True)
+    private = read_dataset(ROOT / data / "private.h5", require_labels=True)
+    test = read_dataset(ROOT / data / "test.h5", require_labels=True)
     model = ModelConfig(
         kind="mlp", input_shape=private.feature_shape, num_classes=private.num_classes, hidden=(64,)
     )
