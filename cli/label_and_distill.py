@@ -107,8 +107,28 @@ from cli.common import POSITIVE_FLOAT, console, echo_json, progress_bar
     default=None,
     help="Seeded noise for experiments: the release is then NOT private.",
 )
+@click.option(
+    "--student-method",
+    type=click.Choice(["auto", "supervised", "vat"]),
+    default="auto",
+    show_default=True,
+    help="supervised: the answered rows only; vat: semi-supervised on the answered rows and the "
+    "whole public set (virtual adversarial training). auto: vat for images, supervised for tabular "
+    "data (measured, see BENCHMARKS.md).",
+)
+@click.option(
+    "--student-model",
+    type=click.Choice(["auto", "mlp", "cnn", "cnn-medium", "cnn-small"]),
+    default="auto",
+    show_default=True,
+    help="Student architecture. auto: cnn-medium for images, an MLP for tabular data.",
+)
 @click.option("--student-steps", type=click.IntRange(min=1), default=3000, show_default=True)
-@click.option("--student-hidden", default=None, help="Student MLP widths (default: the teachers').")
+@click.option(
+    "--student-hidden",
+    default=None,
+    help="Student MLP widths (default: the teachers' for MLP teachers, else 256,256).",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of student training.")
 @click.option(
     "--test",
@@ -145,6 +165,8 @@ def command(
     orders,
     conversion,
     noise_seed,
+    student_method,
+    student_model,
     student_steps,
     student_hidden,
     seed,
@@ -211,6 +233,8 @@ def command(
             noise_seed=noise_seed,
             test_path=test_path,
             student_config=StudentConfig(steps=student_steps, seed=seed),
+            student_method=student_method,
+            student_model=student_model,
             student_hidden=parse_widths(student_hidden) if student_hidden else None,
             warmup_queries=warmup,
             batch_queries=batch_queries,
@@ -229,6 +253,8 @@ def command(
         "resumed_queries": result.outcome.resumed_queries,
         "stop_reason": report["stop_reason"],
         "epsilon_data_dependent_private": result.outcome.spent.epsilon_data_dependent,
+        "student_method": report["student"]["method"],
+        "student_model": report["student"]["model"],
         "student_test_accuracy": result.student_accuracy,
         "label_accuracy": result.label_accuracy,
         "private": report["private"],
@@ -257,7 +283,10 @@ def command(
             f"label accuracy (evaluation labels of the public set) = {result.label_accuracy:.3f}"
         )
     if result.student_accuracy is not None:
-        out.print(f"student test accuracy = {result.student_accuracy:.4f}")
+        out.print(
+            f"student test accuracy = {result.student_accuracy:.4f} "
+            f"({report['student']['method']} {report['student']['model']} student)"
+        )
     if not report["private"]:
         out.print("[bold red]WARNING: seeded noise: this release is NOT private[/]")
     for warning in result.warnings:
