@@ -365,8 +365,22 @@ class _TeacherFunctions:
     num_batches: int
 
 
-@functools.lru_cache(maxsize=32)
 def _teacher_functions(
+    model_config: ModelConfig, config: TrainConfig, max_n: int, scale: float, conv: str
+) -> _TeacherFunctions:
+    # The epoch count, strategy, devices and chunk do not enter the compiled functions: leave
+    # them out of the cache key so that runs differing only there share compiled programs.
+    return _teacher_functions_cached(
+        model_config,
+        dataclasses.replace(config, epochs=1, strategy="auto", devices=1, teacher_chunk=0),
+        max_n,
+        scale,
+        conv,
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _teacher_functions_cached(
     model_config: ModelConfig, config: TrainConfig, max_n: int, scale: float, conv: str
 ) -> _TeacherFunctions:
     model = model_config.build(conv=conv)
