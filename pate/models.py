@@ -14,7 +14,9 @@ Convolutions have two interchangeable implementations with the same parameters (
 (a convolution with a fixed identity kernel) and multiplies them with the kernel as a matrix. Under
 ``vmap`` over teachers the first becomes a grouped convolution, which XLA's CPU backend runs slowly; the
 second becomes one patch extraction over teachers x batch plus a *batched matrix product* with one
-kernel per teacher, which runs at matrix-multiply speed.
+kernel per teacher. On a 2-core x86 CPU neither beats a plain loop over teachers (the patch matrices
+are thin: 25 or 200 columns); see BENCHMARKS.md. ``patches`` remains for backends whose grouped
+convolutions are slow and batched products fast.
 
 Inputs are normalised inside :func:`preprocess`: images (uint8) are divided by 255; tabular features are
 standardised with a mean and standard deviation that travel with the model (for a teacher, computed from

@@ -32,7 +32,8 @@ Strategies (``TrainConfig.strategy``), all training the same teachers with the s
   then per-teacher dense heads ``vmap``-ed over the teacher axis. The teachers are then extractor +
   head; the head is ``ModelConfig(kind="mlp", input_shape=(features,), hidden=...)``;
 * ``auto``: ``public`` when a public set is given, else the measured winner for the backend and model
-  (:data:`AUTO_STRATEGY`, from ``scripts/bench_teachers.py``).
+  (:data:`AUTO_STRATEGY`, from ``scripts/bench_teachers.py``): on the CPU, ``vmap`` for small dense
+  models and ``loop`` otherwise; ``vmap`` on accelerators.
 
 Teachers are trained in chunks of ``teacher_chunk`` (shards read from HDF5 chunk by chunk, so memory is
 bounded by the chunk and the parameters, not by the dataset). With ``devices > 1``, or several processes
@@ -97,12 +98,21 @@ VECTORISED = ("vmap", "fold", "public")
 CHUNK_MEMORY_BYTES = 256 * 2**20
 
 #: ``--strategy auto`` without a public set: (backend, model kind) -> strategy, as measured by
-#: ``scripts/bench_teachers.py`` (see BENCHMARKS.md). Unknown pairs fall back to ``vmap``.
+#: ``scripts/bench_teachers.py`` on a 2-core x86 CPU (BENCHMARKS.md). On the CPU a per-step loop beats
+#: every vectorised form for convolutions (a vmapped convolution becomes a grouped convolution, the
+#: patches form a batched product of thin matrices, and XLA runs convolutions inside ``lax.scan``
+#: slower than at top level), and for MLPs whose steps carry real arithmetic; ``vmap`` wins where a
+#: step is so small that dispatch dominates: dense models up to :data:`AUTO_VMAP_MAX_PARAMS`
+#: parameters (tabular MLPs, the public strategy's heads). Other backends (GPU, TPU): ``vmap``.
 AUTO_STRATEGY: dict[tuple[str, str], str] = {
     ("cpu", "mlp"): "vmap",
-    ("cpu", "cnn"): "fold",
-    ("cpu", "cnn-small"): "fold",
+    ("cpu", "cnn"): "loop",
+    ("cpu", "cnn-small"): "loop",
 }
+#: Largest dense model for which ``auto`` picks ``vmap`` on the CPU (measured crossover: 16 MNIST MLP
+#: teachers, 784-64-10 (51k parameters): vmap 0.24 s, loop 0.38 s; 784-128-10 (102k): vmap 0.44 s,
+#: loop 0.35 s).
+AUTO_VMAP_MAX_PARAMS = 64_000
 
 
 @dataclass(frozen=True)
@@ -338,7 +348,12 @@ def resolve_strategy(
     if public:
         return "public"
     backend = backend or jax.default_backend()
-    return AUTO_STRATEGY.get((backend, model.kind), "vmap")
+    if backend != "cpu":
+        return "vmap"
+    chosen = AUTO_STRATEGY.get((backend, model.kind), "loop")
+    if chosen == "vmap" and _parameter_count(model) > AUTO_VMAP_MAX_PARAMS:
+        return "loop"
+    return chosen
 
 
 def teacher_keys(seed: int, teachers: int | Sequence[int]) -> jax.Array:
