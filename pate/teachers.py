@@ -744,7 +744,7 @@ def train_ensemble(
         raise PateError(
             f"{shards.path}: {shards.num_classes} classes, but the model has {trained.num_classes}"
         )
-    conv = "patches" if strategy == "fold" else "xla"
+    conv = "patches" if strategy == "fold" and trained.is_convolutional else "xla"
     param_count = _parameter_count(trained)
     feature_bytes = int(np.prod(trained.input_shape)) * (
         4 if strategy == "public" else np.dtype(_feature_dtype(shards)).itemsize
