@@ -265,7 +265,7 @@ def main() -> None:
             ),
             ("MNIST / mlp 784-512-10", shards, "mlp", [512], 16, 1),
             ("MNIST / cnn-small", shards, "cnn-small", [64], 16, 1),
-            ("MNIST / cnn (paper)", shards, "cnn", [64], 8, 1),
+            ("MNIST / cnn (paper)", shards, "cnn", [64], 4, 1),
         ]
         for label, path, kind, hidden, teachers, epochs in cases:
             loop_steady = None

@@ -7,6 +7,7 @@ import stat
 
 import h5py
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -142,12 +143,14 @@ def test_patch_convolution_matches_xla_convolution():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_fold_trains_convolutional_teachers_in_isolation(tmp_path):
+@pytest.mark.parametrize("strategy", ["vmap", "fold"])
+def test_convolutional_teachers_train_in_isolation(tmp_path, strategy):
+    """vmap dispatches one vmapped step at a time on the CPU (convolutions), fold scans an epoch."""
     toy_shards(tmp_path / "images.h5", [12, 20, 9], shape=IMAGE_SHAPE)
     source = open_shards(tmp_path / "images.h5")
-    folded = train_ensemble(source, CNN, config("fold", epochs=1))
+    folded = train_ensemble(source, CNN, config(strategy, epochs=2))
     assert np.isfinite(folded.train_loss).all()
-    changed = train_ensemble(source.read([0, 1]), CNN, config("fold", epochs=1))
+    changed = train_ensemble(source.read([0, 1]), CNN, config(strategy, epochs=2))
     for t in (0, 1):  # dropping teacher 2 changes nothing for 0 and 1
         for a, b in zip(
             teacher_slice(folded.params, t), teacher_slice(changed.params, t), strict=True
@@ -186,6 +189,7 @@ def test_public_strategy_heads_are_isolated_and_extractor_sees_only_public(tmp_p
     )
     loaded = load_teachers(tmp_path)
     assert loaded.extractor is not None and loaded.input_shape == IMAGE_SHAPE
+    assert loaded.model == CNN and loaded.head == base.model
     np.testing.assert_array_equal(loaded.extractor.whitening, extractor.whitening)
     votes = loaded.votes(public[:7])
     assert votes.shape == (7, 3) and (votes.sum(axis=1) == 3).all()
@@ -343,3 +347,28 @@ def test_bad_input_is_refused_with_one_line(mlp_shards, tmp_path):
     assert result.exit_code == 2 and "needs --public" in result.output
     for folder in "abcdefgh":
         assert not (tmp_path / folder).exists()
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_masked_adam_is_adam_where_active_and_a_no_op_elsewhere(weight_decay):
+    import optax
+
+    from pate.teachers import _adam_init, _masked_adam
+
+    rng = np.random.default_rng(0)
+    params = {"w": rng.normal(size=(3, 2)).astype(np.float32), "b": np.zeros(2, np.float32)}
+    reference = optax.adamw(0.01, weight_decay=weight_decay) if weight_decay else optax.adam(0.01)
+    ours, state = params, _adam_init(params)
+    theirs, their_state = params, reference.init(params)
+    for _ in range(3):
+        grads = jax.tree_util.tree_map(
+            lambda p: rng.normal(size=p.shape).astype(np.float32), params
+        )
+        ours, state = _masked_adam(ours, state, grads, jnp.bool_(True), 0.01, weight_decay)
+        updates, their_state = reference.update(grads, their_state, theirs)
+        theirs = optax.apply_updates(theirs, updates)
+        kept, kept_state = _masked_adam(ours, state, grads, jnp.bool_(False), 0.01, weight_decay)
+        for a, b in zip(leaves((ours, state)), leaves((kept, kept_state)), strict=True):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(leaves(ours), leaves(theirs), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
