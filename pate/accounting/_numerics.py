@@ -19,10 +19,14 @@ def log1mexp(x: np.ndarray) -> np.ndarray:
     Uses ``log1p(-e^x)`` below -1 and ``ln(-expm1(x))`` above, the two stable branches.
     """
     x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 0:
+        return log1mexp(x[None])[0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        low = np.log1p(-np.exp(np.minimum(x, -1.0)))
-        high = np.log(-np.expm1(np.minimum(x, 0.0)))
-    return np.where(x < -1.0, low, high)
+        out = np.log1p(-np.exp(np.minimum(x, -1.0)))
+        high = x >= -1.0
+        if high.any():
+            out[high] = np.log(-np.expm1(np.minimum(x[high], 0.0)))
+    return out
 
 
 def logaddexp(x: np.ndarray, y: np.ndarray) -> np.ndarray:
