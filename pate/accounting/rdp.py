@@ -203,7 +203,7 @@ def _for_each_dependent_block(
         x *= inverse_m1[start:stop]
         np.minimum(x, independent[start:stop], out=x)
         m1 = m1_all[part]
-        cut = int(np.searchsorted(sorted_orders, m1.min(), side="left"))
+        cut = max(start, int(np.searchsorted(sorted_orders, m1.min(), side="left")))
         if cut < stop:  # orders >= mu1 of a row keep the data-independent bound
             tail = x[:, cut - start :]
             beyond = sorted_orders[cut:stop] >= m1[:, None]
@@ -239,9 +239,8 @@ def _first_useful_order(
         y = logq[active] + slope_b[active] * t
         bound = (np.maximum(x, y) + np.log1p(np.exp(-np.abs(x - y)))) / t
         step = bound * variance
-        moved = (
-            step > order[active] * (1 + 1e-3) + 0.05
-        )  # stop once the gain is below an order step
+        # Stop once the gain is below the spacing of the orders.
+        moved = step > order[active] * (1 + 1e-3) + 0.05
         if not moved.any():
             break
         order[np.flatnonzero(active)[moved]] = step[moved]

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from pate.accounting._numerics import (
     check_delta,
@@ -120,6 +120,8 @@ def logq0_gnmax(sigma: float, order: float) -> float:
                 f"smooth sensitivity: no ln q0 above -10000 at sigma={sigma}, order={order}"
             )
         lower *= 1.5
+    from scipy import optimize  # imported here: it is slow to import and needed only here
+
     root = optimize.brentq(excess, lower, upper, xtol=2e-12)
     return float(root)
 
