@@ -54,9 +54,7 @@ class Dataset:
     def __post_init__(self) -> None:
         n = len(self.features)
         if self.labels is not None and len(self.labels) != n:
-            raise PateError(
-                f"{self.path or 'dataset'}: labels has {len(self.labels)} rows, expected {n}"
-            )
+            raise PateError(f"{self.path or 'dataset'}: labels has {len(self.labels)} rows, expected {n}")
         if len(self.individual_id) != n:
             raise PateError(
                 f"{self.path or 'dataset'}: individual_id has {len(self.individual_id)} rows, expected {n}"
@@ -124,9 +122,7 @@ def read_dataset_attrs(handle: h5py.File, path: str | os.PathLike) -> dict:
         raise PateError(f"{path}: missing dataset 'features', expected an (N, ...) array")
     num_classes = handle.attrs.get("num_classes")
     if num_classes is None or int(num_classes) < 2:
-        raise PateError(
-            f"{path}: attribute 'num_classes' is {num_classes!r}, expected an integer >= 2"
-        )
+        raise PateError(f"{path}: attribute 'num_classes' is {num_classes!r}, expected an integer >= 2")
     return {
         "num_classes": int(num_classes),
         "class_names": _attr_strings(handle.attrs.get("class_names")),
@@ -152,9 +148,7 @@ def read_ids(handle: h5py.File, path: str | os.PathLike, column: str) -> np.ndar
     if ids.dtype.kind in ("S", "O"):
         ids = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in ids])
     elif ids.dtype.kind not in ("i", "u", "U"):
-        raise PateError(
-            f"{path}: id column {column!r} has dtype {ids.dtype}, expected integers or strings"
-        )
+        raise PateError(f"{path}: id column {column!r} has dtype {ids.dtype}, expected integers or strings")
     return ids
 
 
@@ -164,13 +158,9 @@ def check_features(features: np.ndarray, path: str | os.PathLike, start: int = 0
         bad = ~np.isfinite(features.reshape(len(features), -1)).all(axis=1)
         if bad.any():
             row = int(np.argmax(bad)) + start
-            raise PateError(
-                f"{path}: dataset 'features' has NaN or inf in record {row}, expected finite values"
-            )
+            raise PateError(f"{path}: dataset 'features' has NaN or inf in record {row}, expected finite values")
     elif features.dtype.kind not in ("u", "i"):
-        raise PateError(
-            f"{path}: dataset 'features' has dtype {features.dtype}, expected float32 or uint8"
-        )
+        raise PateError(f"{path}: dataset 'features' has dtype {features.dtype}, expected float32 or uint8")
 
 
 def check_labels(labels: np.ndarray, num_classes: int, path: str | os.PathLike) -> np.ndarray:
@@ -185,9 +175,7 @@ def check_labels(labels: np.ndarray, num_classes: int, path: str | os.PathLike) 
     labels = labels.astype(np.int64)
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         bad = labels[(labels < 0) | (labels >= num_classes)][0]
-        raise PateError(
-            f"{path}: dataset 'labels' holds {bad}, expected labels in 0..{num_classes - 1}"
-        )
+        raise PateError(f"{path}: dataset 'labels' holds {bad}, expected labels in 0..{num_classes - 1}")
     return labels
 
 
@@ -210,9 +198,7 @@ def read_dataset(
         if "labels" in handle:
             labels = check_labels(handle["labels"][()], attrs["num_classes"], path)
         elif require_labels:
-            raise PateError(
-                f"{path}: missing dataset 'labels', expected labels in 0..{attrs['num_classes'] - 1}"
-            )
+            raise PateError(f"{path}: missing dataset 'labels', expected labels in 0..{attrs['num_classes'] - 1}")
         ids = read_ids(handle, path, individual_column)
     return Dataset(features=features, labels=labels, individual_id=ids, path=str(path), **attrs)
 
@@ -271,9 +257,7 @@ def atomic_file(path: str | os.PathLike, *, private: bool = False) -> Iterator[P
 
 
 @contextlib.contextmanager
-def atomic_dir(
-    path: str | os.PathLike, *, force: bool = False, private: bool = False
-) -> Iterator[Path]:
+def atomic_dir(path: str | os.PathLike, *, force: bool = False, private: bool = False) -> Iterator[Path]:
     """Build an output folder in a temporary sibling and move it onto ``path`` when complete.
 
     An existing ``path`` is refused unless ``force`` is set, in which case it is replaced only after the
@@ -281,9 +265,8 @@ def atomic_dir(
     """
     path = Path(path)
     if path.exists() and not force:
-        raise PateError(
-            f"{path}: already exists and holds another run; pass --force to replace it", exit_code=4
-        )
+        raise PateError(f"{path}: already exists and holds another run; pass --force to replace it",
+                        exit_code=4)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise PateError(f"{path}: folder {parent} does not exist")
