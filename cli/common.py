@@ -8,22 +8,12 @@ from typing import Any
 
 import click
 
+from pate.io import json_default
+
 
 def echo_json(payload: Any) -> None:
     """Print one JSON object on stdout."""
-    click.echo(json.dumps(payload, indent=2, sort_keys=False, default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot serialise {type(value).__name__}")
+    click.echo(json.dumps(payload, indent=2, sort_keys=False, default=json_default))
 
 
 def stderr_is_terminal() -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.common import console
+from cli.common import console, echo_json
 
 DATASET_NAMES = ("adas", "mnist", "adult", "fashion-mnist", "csv", "npz", "h5")
 
@@ -74,6 +74,7 @@ DATASET_NAMES = ("adas", "mnist", "adult", "fashion-mnist", "csv", "npz", "h5")
     help="csv/npz/h5: fraction of records for the test split (default 0.1).",
 )
 @click.option("--force", is_flag=True, help="Replace an existing output folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def command(
     name: str,
     out_dir: str,
@@ -89,6 +90,7 @@ def command(
     public_fraction: float | None,
     test_fraction: float | None,
     force: bool,
+    as_json: bool,
 ) -> None:
     """Write dataset NAME as DIR/private.h5, DIR/public.h5 and DIR/test.h5.
 
@@ -130,12 +132,22 @@ def command(
     with atomic_dir(out_dir, force=force) as tmp:
         paths = build_dataset(name, tmp, **options)
         names = {split: path.name for split, path in paths.items()}
-    out = console()
+    written = {}
     for split, filename in names.items():
         data = read_dataset(f"{out_dir}/{filename}")
-        individuals = len(set(data.individual_id.tolist()))
+        written[split] = {
+            "path": f"{out_dir}/{filename}",
+            "records": len(data),
+            "individuals": len(set(data.individual_id.tolist())),
+        }
+    if as_json:
+        echo_json(written)
+        return
+    out = console()
+    for split, info in written.items():
         out.print(
-            f"{split:>8}: {len(data):>7} records, {individuals:>5} individuals -> {out_dir}/{filename}"
+            f"{split:>8}: {info['records']:>7} records, {info['individuals']:>5} individuals -> "
+            f"{info['path']}"
         )
 
 

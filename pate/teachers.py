@@ -1328,7 +1328,7 @@ def load_teachers(path: str | os.PathLike) -> Teachers:
             shards_sha256=str(attrs["shards_sha256"]),
             sha256=file_fingerprint(path),
             path=str(path),
-            attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in attrs.items()},
+            attrs={k: _plain(v) for k, v in attrs.items()},
             extractor=_read_extractor(handle["extractor"]) if "extractor" in handle else None,
             head=ModelConfig.from_json(attrs["head"]) if "head" in attrs else None,
             steps=optional("steps"),
@@ -1336,6 +1336,13 @@ def load_teachers(path: str | os.PathLike) -> Teachers:
             seconds=optional("seconds"),
         )
     return teachers
+
+
+def _plain(value):
+    """An HDF5 attribute as a plain Python value."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value.item() if hasattr(value, "item") else value
 
 
 def load_teacher_individuals(path: str | os.PathLike) -> np.ndarray:

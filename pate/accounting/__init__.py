@@ -1,17 +1,105 @@
-"""Renyi-DP accounting of the PATE aggregators (host-side NumPy/SciPy).
+"""Renyi-DP accounting of the PATE aggregators (host-side NumPy/SciPy), vectorised.
 
 Conventions: natural logs; an RDP curve is an array over a list of orders; composition over queries is
-the sum of curves order by order; conversion to (epsilon, delta) minimises over the orders.
+the sum of curves order by order; conversion to (epsilon, delta) minimises over the orders. Per-query
+functions take ``votes`` (Q, C) and return (Q,) or (Q, O).
+
+Modules:
+
+* :mod:`~pate.accounting.rdp`: per-answer bounds of GNMax, the threshold step and LNMax (PATE 2018).
+* :mod:`~pate.accounting.conversion`: RDP to (epsilon, delta), classic and improved.
+* :mod:`~pate.accounting.smooth_sensitivity`: the smooth-sensitivity release (PATE 2018, App. B).
+* :mod:`~pate.accounting.moments2017`: the PATE 2017 moments accountant for LNMax.
+* :mod:`~pate.accounting.analysis`: :func:`analyze`, the whole analysis of a vote array.
+* :mod:`~pate.accounting.planning`: :func:`plan`, noise from a budget.
 """
 
-from pate.accounting.conversion import epsilon_from_rdp
+from pate.accounting.analysis import MECHANISMS, AnalysisReport, EpsilonAtOrder, analyze
+from pate.accounting.conversion import (
+    CONVERSIONS,
+    epsilon_from_rdp,
+    epsilon_per_order,
+    order_at_edge,
+)
+from pate.accounting.moments2017 import (
+    DEFAULT_MOMENTS,
+    MomentsAnalysis2017,
+    logmgf_2017,
+    moments_analysis_2017,
+    q_lnmax_2017,
+    smoothed_sensitivity_2017,
+)
 from pate.accounting.orders import DEFAULT_ORDERS, PAPER_ORDERS, resolve_orders
-from pate.accounting.rdp import rdp_gnmax_data_independent
+from pate.accounting.planning import PlanResult, plan
+from pate.accounting.rdp import (
+    is_data_independent_always_optimal_gnmax,
+    is_data_independent_always_optimal_threshold,
+    logpr_answered,
+    logq_gnmax,
+    logq_lnmax,
+    rdp_gnmax,
+    rdp_gnmax_data_independent,
+    rdp_lnmax,
+    rdp_lnmax_data_independent,
+    rdp_threshold,
+    rdp_threshold_data_independent,
+)
+from pate.accounting.smooth_sensitivity import (
+    GnmaxSensitivityPaths,
+    SmoothSensitivityRelease,
+    check_gnss_conditions,
+    discounted_max,
+    local_sensitivity_gnmax,
+    local_sensitivity_paths_gnmax,
+    local_sensitivity_threshold,
+    logq0_gnmax,
+    logq1_gnmax,
+    optimise_smooth_sensitivity,
+    rdp_gnss,
+    smooth_sensitivity_gnmax,
+)
 
 __all__ = [
+    "CONVERSIONS",
+    "DEFAULT_MOMENTS",
     "DEFAULT_ORDERS",
+    "MECHANISMS",
     "PAPER_ORDERS",
+    "AnalysisReport",
+    "EpsilonAtOrder",
+    "GnmaxSensitivityPaths",
+    "MomentsAnalysis2017",
+    "PlanResult",
+    "SmoothSensitivityRelease",
+    "analyze",
+    "check_gnss_conditions",
+    "discounted_max",
     "epsilon_from_rdp",
+    "epsilon_per_order",
+    "is_data_independent_always_optimal_gnmax",
+    "is_data_independent_always_optimal_threshold",
+    "local_sensitivity_gnmax",
+    "local_sensitivity_paths_gnmax",
+    "local_sensitivity_threshold",
+    "logmgf_2017",
+    "logpr_answered",
+    "logq0_gnmax",
+    "logq1_gnmax",
+    "logq_gnmax",
+    "logq_lnmax",
+    "moments_analysis_2017",
+    "optimise_smooth_sensitivity",
+    "order_at_edge",
+    "plan",
+    "q_lnmax_2017",
+    "rdp_gnmax",
     "rdp_gnmax_data_independent",
+    "rdp_gnss",
+    "rdp_lnmax",
+    "rdp_lnmax_data_independent",
+    "rdp_threshold",
+    "rdp_threshold_data_independent",
     "resolve_orders",
+    "smooth_sensitivity_gnmax",
+    "smoothed_sensitivity_2017",
 ]

@@ -30,7 +30,13 @@ from pate.errors import PateError
 def _build_adas(
     out_dir: str | Path, *, seed: int = 0, vehicles: int | None = None, **_
 ) -> dict[str, Path]:
-    config = AdasConfig(seed=seed) if vehicles is None else AdasConfig(seed=seed, vehicles=vehicles)
+    if vehicles is None:
+        config = AdasConfig(seed=seed)
+    else:  # public and test fleets scale with the private one (an eighth each, at least 10 cars)
+        others = max(10, vehicles // 8)
+        config = AdasConfig(
+            seed=seed, vehicles=vehicles, public_vehicles=others, test_vehicles=others
+        )
     return build_adas(out_dir, config=config)
 
 

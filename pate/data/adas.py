@@ -128,28 +128,17 @@ def simulate(
     aggr = aggressiveness[vehicle]
     over_limit = speed / speed_limit - 1.0
     headroom = np.clip(gap / np.maximum(speed, 1.0) - 1.5, -2.0, 4.0)
-    slow_leader = np.clip(closing, 0.0, None) * (gap < 40.0)
+    slow_leader = np.clip(closing, 0.0, 6.0) * np.exp(-gap / 40.0)
+    # Urgency: how much sooner than the driver's (visibility-adjusted) reaction budget a collision comes.
+    urgency = np.clip(4.0 * reaction / np.maximum(ttc, 0.1), 0.0, 6.0)
+    drift = lane_offset * lane_discipline[vehicle]
     scores = np.zeros((n, len(ACTIONS)))
     scores[:, 0] = 1.0
-    scores[:, 1] = (
-        2.5 * np.clip(-over_limit - 0.12, 0, None) * 5 + 0.4 * headroom + 0.15 * aggr - 1.5
-    )
-    scores[:, 2] = (
-        3.0 * np.clip(over_limit, 0, None) * 5 + 2.2 * (ttc < 4.0 * reaction) - 0.2 * aggr - 0.1
-    )
-    scores[:, 3] = (
-        6.0 * (ttc < 1.6 * reaction)
-        + 2.0 * (ttc < 2.5 * reaction)
-        + 1.5 * (ttc < 5.0 * reaction)
-        - 0.6
-    )
-    side = np.where(lane_offset > 0, 1.0, -1.0)
-    drift = np.clip(np.abs(lane_offset) * lane_discipline[vehicle] - 0.4, 0, None) * 6.0
-    overtake = (0.5 * slow_leader + 0.4 * aggr) * (density < 0.8) - 0.5
-    scores[:, 4] = np.where(side > 0, drift, 0.0) + overtake - 0.3 * curvature
-    scores[:, 5] = (
-        np.where(side < 0, drift, 0.0) + 0.6 * (lane_offset < -0.2) - 0.1 - 0.3 * curvature
-    )
+    scores[:, 1] = 8.0 * (-over_limit - 0.1) + 0.4 * headroom + 0.15 * aggr - 1.0
+    scores[:, 2] = 8.0 * over_limit + 1.5 * urgency - 0.2 * aggr + 0.6
+    scores[:, 3] = 2.5 * urgency - 2.0
+    scores[:, 4] = 3.0 * drift + 0.3 * slow_leader + 0.4 * aggr - 0.3 - 0.3 * curvature
+    scores[:, 5] = -3.0 * drift - 0.1 - 0.3 * curvature
     scores = scores + habit[vehicle]
 
     logits = scores / config.temperature
@@ -200,48 +189,40 @@ def build_adas(out_dir: str | Path, *, config: AdasConfig = AdasConfig()) -> dic
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     root = np.random.SeedSequence(config.seed)
-    private_rng, public_rng, test_rng = (np.random.default_rng(s) for s in root.spawn(3))
-    common = dict(
-        num_classes=len(ACTIONS), class_names=ACTIONS, feature_names=FEATURES, name="adas"
+    rngs = dict(
+        zip(("private", "public", "test"), map(np.random.default_rng, root.spawn(3)), strict=True)
     )
+    fleets = {
+        "private": (config.vehicles, 0),
+        "public": (config.public_vehicles, 1_000_000),
+        "test": (config.test_vehicles, 2_000_000),
+    }
     paths = {}
-
-    features, labels, ids = generate_fleet(
-        config.vehicles, first_id=0, rng=private_rng, config=config
-    )
-    paths["private"] = out_dir / "private.h5"
-    write_dataset(
-        paths["private"],
-        Dataset(features, labels, ids, split="private", **common),
-        private=True,
-    )
-
-    features, labels, ids = generate_fleet(
-        config.public_vehicles, first_id=1_000_000, rng=public_rng, config=config
-    )
-    paths["public"] = out_dir / "public.h5"
-    write_dataset(
-        paths["public"],
-        Dataset(
-            features,
-            None,
-            ids,
-            split="public",
-            extra_attrs={
-                "evaluation_labels_note": "ground truth "
-                "kept for experiments only; never used by the pipeline"
-            },
-            **common,
-        ),
-    )
-    import h5py
-
-    with h5py.File(paths["public"], "a") as handle:
-        handle.create_dataset("evaluation_labels", data=labels)
-
-    features, labels, ids = generate_fleet(
-        config.test_vehicles, first_id=2_000_000, rng=test_rng, config=config
-    )
-    paths["test"] = out_dir / "test.h5"
-    write_dataset(paths["test"], Dataset(features, labels, ids, split="test", **common))
+    for split, (vehicles, first_id) in fleets.items():
+        features, labels, ids = generate_fleet(
+            vehicles, first_id=first_id, rng=rngs[split], config=config
+        )
+        public = split == "public"
+        attrs = {"unit_of_privacy": "individual"}
+        if public:
+            attrs["evaluation_labels_note"] = (
+                "ground truth kept for experiments only; never used to train or answer"
+            )
+        paths[split] = out_dir / f"{split}.h5"
+        write_dataset(
+            paths[split],
+            Dataset(
+                features,
+                None if public else labels,
+                ids,
+                num_classes=len(ACTIONS),
+                class_names=ACTIONS,
+                feature_names=FEATURES,
+                name="adas",
+                split=split,
+                extra_attrs=attrs,
+            ),
+            private=split == "private",
+            extra_arrays={"evaluation_labels": labels} if public else None,
+        )
     return paths

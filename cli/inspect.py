@@ -1,0 +1,89 @@
+"""``pate inspect``: the privacy budget spent by a workspace or a release."""
+
+from __future__ import annotations
+
+import click
+
+from cli.common import console, echo_json
+
+
+@click.command("inspect")
+@click.argument("path", metavar="WORKSPACE_OR_RELEASE", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write a PNG: epsilon against queries answered, and vote margins.",
+)
+def command(path: str, as_json: bool, plot_path: str | None) -> None:
+    """Show the privacy budget spent: epsilon at delta, queries, mechanism and accountant.
+
+    A workspace (private) is recomputed from its ledger and also shows the data-dependent epsilon;
+    a release shows only what was published.
+
+    \b
+    Example:
+      pate inspect run/release
+      pate inspect run/workspace --json --plot budget.png
+    """
+    from pathlib import Path
+
+    from pate.inspection import inspect_path, plot_inspection
+    from pate.io import atomic_file
+
+    inspection = inspect_path(path)
+    report = inspection.report
+    if plot_path:
+        with atomic_file(Path(plot_path)) as tmp:
+            plot_inspection(inspection, tmp.with_suffix(".png"))
+            tmp.with_suffix(".png").replace(tmp)
+    if as_json:
+        payload = {key: value for key, value in report.items() if key != "statement"}
+        payload["kind"] = inspection.kind
+        payload["statement"] = report["statement"]
+        echo_json(payload)
+        return
+    from rich.table import Table
+
+    table = Table(
+        title=f"Privacy budget of {path} ({inspection.kind})",
+        title_justify="left",
+        show_header=False,
+    )
+    table.add_column(style="bold")
+    table.add_column()
+    params = ", ".join(f"{k}={v:g}" for k, v in report["parameters"].items())
+    dd = report.get("epsilon_data_dependent")
+    rows = [
+        ("mechanism", f"{report['mechanism']} ({params})"),
+        ("teachers", str(report["num_teachers"])),
+        (
+            "queries seen / answered / rejected",
+            f"{report['queries_seen']} / {report['queries_answered']} / {report['queries_rejected']}",
+        ),
+        (
+            "epsilon (publishable, data-independent)",
+            f"{report['epsilon']:.4f} at delta = {report['delta']:g}",
+        ),
+        (
+            "epsilon data-dependent",
+            "not released" if dd is None else f"{dd:.4f} (private-internal, do not publish)",
+        ),
+        (
+            "epsilon released (smooth sensitivity)",
+            "not offered for discrete noise (PATE 2018 App. B assumes Gaussian tails)",
+        ),
+        ("budget", f"{report['max_epsilon']:g}"),
+        ("optimal order", f"{report['order']:g}"),
+        ("accountant", report["accountant"]),
+        ("noise", report["noise"] + ("" if report["private"] else "  [NOT PRIVATE]")),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    out = console()
+    out.print(table)
+    out.print(report["statement"])
+    if plot_path:
+        out.print(f"plot written to {plot_path}")

@@ -1,0 +1,405 @@
+"""``analyze``: the PATE privacy analysis of a whole vote array, as the papers do it.
+
+This is the library behind ``pate analyze``. It takes the (queries x classes) vote histograms of a run
+and the aggregator's parameters and returns, for each delta, the data-independent and data-dependent
+epsilon with their optimal orders, and on request the smooth-sensitivity release of the data-dependent
+epsilon (PATE 2018) or the PATE 2017 moments accountant for LNMax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pate.accounting._numerics import (
+    check_delta,
+    check_orders,
+    check_positive,
+    check_votes,
+    log1mexp,
+)
+from pate.accounting.conversion import check_conversion, epsilon_from_rdp
+from pate.accounting.moments2017 import MomentsAnalysis2017, moments_analysis_2017
+from pate.accounting.orders import resolve_orders
+from pate.accounting.rdp import (
+    _check_threshold,
+    _logpr_answered,
+    _logq_gaussian,
+    _logq_laplace,
+    _rdp_gaussian_sum,
+    _rdp_pure_eps_core,
+    _threshold_variance,
+)
+from pate.accounting.smooth_sensitivity import (
+    SmoothSensitivityRelease,
+    _selection_votes,
+    optimise_smooth_sensitivity,
+)
+from pate.errors import PateError
+
+MECHANISMS = ("gnmax", "confident-gnmax", "lnmax")
+
+
+@dataclass(frozen=True)
+class EpsilonAtOrder:
+    """An (epsilon, delta) guarantee and the Renyi order that gave it."""
+
+    epsilon: float
+    order: float
+
+    def to_dict(self) -> dict:
+        return {"epsilon": self.epsilon, "order": self.order}
+
+
+@dataclass(frozen=True)
+class RealisedCost:
+    """Confident-GNMax's cost given which queries were actually answered (a DP guarantee as such)."""
+
+    answered: int
+    rdp_data_independent: np.ndarray
+    rdp_data_dependent: np.ndarray
+    data_independent: tuple[EpsilonAtOrder, ...]
+    data_dependent: tuple[EpsilonAtOrder, ...]
+
+
+@dataclass(frozen=True)
+class AnalysisReport:
+    """The result of :func:`analyze`; ``to_dict()`` gives the JSON of ``pate analyze --json``.
+
+    ``rdp_data_independent`` and ``rdp_data_dependent`` are the composed RDP curves over ``orders``.
+    For Confident-GNMax both are expectations over the threshold noise, as in PATE 2018's tables
+    (threshold cost of every query + Pr[answered] x GNMax cost); ``realised`` holds the cost of the
+    queries actually answered when that is known.
+    """
+
+    mechanism: str
+    queries: int
+    deltas: tuple[float, ...]
+    several_deltas: bool
+    orders: np.ndarray
+    orders_name: str | None
+    conversion: str
+    parameters: dict
+    rdp_data_independent: np.ndarray
+    rdp_data_dependent: np.ndarray
+    data_independent: tuple[EpsilonAtOrder, ...]
+    data_dependent: tuple[EpsilonAtOrder, ...]
+    expected_answered: float | None = None
+    rdp_data_independent_all_answered: np.ndarray | None = None
+    data_independent_all_answered: tuple[EpsilonAtOrder, ...] | None = None
+    realised: RealisedCost | None = None
+    smooth_sensitivity: tuple[SmoothSensitivityRelease, ...] | None = None
+    moments_2017: tuple[MomentsAnalysis2017, ...] | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    def _pick(self, values: Sequence) -> object:
+        items = [v.to_dict() if hasattr(v, "to_dict") else v for v in values]
+        return items if self.several_deltas else items[0]
+
+    def to_dict(self) -> dict:
+        out: dict = {
+            "mechanism": self.mechanism,
+            "queries": self.queries,
+            "delta": list(self.deltas) if self.several_deltas else self.deltas[0],
+            "orders": self.orders_name if self.orders_name else self.orders.tolist(),
+            "conversion": self.conversion,
+            "parameters": dict(self.parameters),
+            "data_independent": self._pick(self.data_independent),
+            "data_dependent": self._pick(self.data_dependent),
+        }
+        if self.expected_answered is not None:
+            out["expected_answered"] = self.expected_answered
+            out["basis"] = "expected over the threshold noise"
+            out["data_independent_all_answered"] = self._pick(self.data_independent_all_answered)
+        if self.realised is not None:
+            out["realised"] = {
+                "answered": self.realised.answered,
+                "data_independent": self._pick(self.realised.data_independent),
+                "data_dependent": self._pick(self.realised.data_dependent),
+            }
+        if self.smooth_sensitivity is not None:
+            out["smooth_sensitivity"] = self._pick(self.smooth_sensitivity)
+        if self.moments_2017 is not None:
+            out["moments_2017"] = self._pick(self.moments_2017)
+            if self.moments_2017[0].smoothed_sensitivity is not None:
+                out["smooth_sensitivity"] = self._pick(
+                    [_moments_release(m) for m in self.moments_2017]
+                )
+        out["warnings"] = list(self.warnings)
+        return out
+
+
+def _moments_release(analysis: MomentsAnalysis2017) -> dict:
+    data = analysis.to_dict()["smoothed_sensitivity"]
+    return {
+        "method": "pate2017",
+        "moment": analysis.moment,
+        "order": analysis.moment + 1,
+        "beta": data["beta"],
+        "sensitivity": data["at_moment"],
+        "laplace_scale": data["laplace_scale"],
+        "release_epsilon": data["release_epsilon"],
+        "epsilon_before": analysis.epsilon,
+    }
+
+
+def _as_deltas(delta: float | Sequence[float]) -> tuple[tuple[float, ...], bool]:
+    if isinstance(delta, str):
+        raise PateError(f"Expected delta={delta!r} in (0, 1).")
+    if np.ndim(delta) == 0:
+        return (check_delta(delta),), False
+    values = tuple(check_delta(d) for d in np.asarray(delta, dtype=object).ravel())
+    if not values:
+        raise PateError("delta is an empty list, expected at least one delta in (0, 1)")
+    return values, True
+
+
+def _resolve(orders: str | np.ndarray | Sequence[float]) -> tuple[np.ndarray, str | None]:
+    if isinstance(orders, str):
+        return resolve_orders(orders), orders
+    return check_orders(resolve_orders(orders)), None
+
+
+def _convert(
+    rdp: np.ndarray, orders: np.ndarray, deltas: tuple[float, ...], conversion: str
+) -> tuple[EpsilonAtOrder, ...]:
+    return tuple(
+        EpsilonAtOrder(*epsilon_from_rdp(rdp, orders, d, conversion=conversion)) for d in deltas
+    )
+
+
+def _edge_warnings(
+    label: str, results: tuple[EpsilonAtOrder, ...], deltas: tuple[float, ...], orders: np.ndarray
+) -> list[str]:
+    warnings = []
+    for result, delta in zip(results, deltas, strict=True):
+        if result.order <= orders.min() or result.order >= orders.max():
+            end = "smallest" if result.order <= orders.min() else "largest"
+            warnings.append(
+                f"{label} epsilon at delta={delta:g}: the optimal order {result.order:g} is the {end} "
+                "order of the list; a better order may lie outside it"
+            )
+    return warnings
+
+
+def _composed(values: np.ndarray, variance: float, orders: np.ndarray, weights: np.ndarray | None):
+    """``sum_q w_q RDP(values_q)`` for the Gaussian bound, through the distinct values only."""
+    unique, inverse = np.unique(values, return_inverse=True)
+    per_unique = np.bincount(inverse, weights=weights, minlength=unique.size)
+    return _rdp_gaussian_sum(unique, variance, orders, per_unique)
+
+
+def _composed_threshold(logpr: np.ndarray, sigma1: float, orders: np.ndarray) -> np.ndarray:
+    unique, inverse = np.unique(logpr, return_inverse=True)
+    counts = np.bincount(inverse, minlength=unique.size).astype(np.float64)
+    logq = np.minimum(unique, log1mexp(unique))
+    return _rdp_gaussian_sum(logq, _threshold_variance(sigma1), orders, counts)
+
+
+def _check_answered(answered: np.ndarray, num_queries: int) -> np.ndarray:
+    array = np.asarray(answered)
+    if array.ndim != 1 or array.shape[0] != num_queries:
+        raise PateError(
+            f"answered: has shape {array.shape}, expected ({num_queries},) (one flag per query)"
+        )
+    if array.dtype.kind not in "biuf" or not np.all((array == 0) | (array == 1)):
+        raise PateError("answered: holds values other than 0/1, expected one boolean per query")
+    return array.astype(bool)
+
+
+def _unused(mechanism: str, **options: object) -> None:
+    for name, value in options.items():
+        if value is not None:
+            raise PateError(f"{name.replace('_', '-')} does not apply to mechanism {mechanism!r}")
+
+
+def analyze(
+    votes: np.ndarray,
+    *,
+    mechanism: str,
+    sigma: float | None = None,
+    threshold: float | None = None,
+    sigma1: float | None = None,
+    sigma2: float | None = None,
+    scale: float | None = None,
+    teachers: int | None = None,
+    delta: float | Sequence[float] = 1e-5,
+    orders: str | np.ndarray | Sequence[float] = "default",
+    conversion: str = "improved",
+    smooth_sensitivity: bool = False,
+    answered: np.ndarray | None = None,
+    baseline: np.ndarray | None = None,
+) -> AnalysisReport:
+    """Privacy analysis of answering every query of ``votes`` (Q, C) with ``mechanism``.
+
+    Mechanisms and their parameters:
+
+    * ``gnmax``: ``sigma`` (Gaussian noise on every count; PATE 2018).
+    * ``confident-gnmax``: ``threshold``, ``sigma1`` (noise of the threshold check), ``sigma2`` (noise of
+      the answer; ``sigma`` is accepted for it). ``baseline`` (Q, C) makes it Interactive-GNMax's
+      threshold step on ``votes - baseline``. ``answered`` (Q,) booleans adds the realised cost.
+    * ``lnmax``: ``scale`` (Laplace noise scale on every count); also reports the PATE 2017 moments
+      accountant with gamma = 1/scale.
+
+    ``teachers``: if given, every row must sum to it (it is also the number of teachers the smooth
+    sensitivity needs; otherwise it is read off the rows). ``delta`` may be a list: every result is then
+    a list in the same order. ``orders``: ``"paper"``, ``"default"`` or explicit orders > 1.
+    ``conversion``: ``"classic"`` (the papers) or ``"improved"``. ``smooth_sensitivity``: also compute
+    the release of the data-dependent epsilon (PATE 2018, Appendix B; 2017 smoothed sensitivity for
+    LNMax).
+
+    Guarantee: the data-independent epsilon is a DP guarantee as such. The data-dependent epsilon
+    depends on the private votes: it may be published only through the smooth-sensitivity release
+    (``epsilon_with_release``), or kept private.
+    """
+    if mechanism not in MECHANISMS:
+        raise PateError(f"mechanism is {mechanism!r}, expected one of {', '.join(MECHANISMS)}")
+    if teachers is not None:
+        if isinstance(teachers, bool) or int(teachers) != teachers or teachers < 1:
+            raise PateError(f"Expected teachers={teachers} to be a positive integer.")
+        teachers = int(teachers)
+    votes = check_votes(votes, teachers=teachers)
+    deltas, several = _as_deltas(delta)
+    orders_array, orders_name = _resolve(orders)
+    conversion = check_conversion(conversion)
+    num_queries = votes.shape[0]
+    warnings: list[str] = []
+    extras: dict = {}
+
+    if mechanism == "gnmax":
+        _unused(mechanism, threshold=threshold, sigma1=sigma1, scale=scale)
+        _unused(mechanism, answered=answered, baseline=baseline)
+        if sigma is None:
+            sigma = sigma2
+        if sigma is None:
+            raise PateError("gnmax needs --sigma, expected the standard deviation of the noise")
+        sigma = check_positive("sigma", sigma)
+        parameters = {"sigma": sigma}
+        rdp_independent = num_queries * orders_array / sigma**2
+        rdp_dependent = _composed(_logq_gaussian(votes, sigma), sigma**2, orders_array, None)
+        answer_sigma, step1 = sigma, None
+    elif mechanism == "confident-gnmax":
+        _unused(mechanism, scale=scale)
+        if sigma2 is None:
+            sigma2 = sigma
+        elif sigma is not None and sigma != sigma2:
+            raise PateError(f"sigma={sigma} and sigma2={sigma2} differ, expected only --sigma2")
+        if threshold is None or sigma1 is None or sigma2 is None:
+            raise PateError("confident-gnmax needs --threshold, --sigma1 and --sigma2")
+        threshold = _check_threshold(threshold)
+        sigma1 = check_positive("sigma1", sigma1)
+        sigma2 = check_positive("sigma2", sigma2)
+        parameters = {"threshold": threshold, "sigma1": sigma1, "sigma2": sigma2}
+        selected = _selection_votes(votes, baseline)
+        logpr = _logpr_answered(selected, threshold, sigma1)
+        pr_answered = np.exp(logpr)
+        expected = float(np.sum(pr_answered))
+        step1_independent = orders_array / _threshold_variance(sigma1)
+        step2_independent = orders_array / sigma2**2
+        step1 = _composed_threshold(logpr, sigma1, orders_array)
+        logq = _logq_gaussian(votes, sigma2)
+        rdp_dependent = step1 + _composed(logq, sigma2**2, orders_array, pr_answered)
+        rdp_independent = num_queries * step1_independent + expected * step2_independent
+        all_answered = num_queries * (step1_independent + step2_independent)
+        extras["expected_answered"] = expected
+        extras["rdp_data_independent_all_answered"] = all_answered
+        extras["data_independent_all_answered"] = _convert(
+            all_answered, orders_array, deltas, conversion
+        )
+        if answered is not None:
+            flags = _check_answered(answered, num_queries)
+            count = int(flags.sum())
+            real_dependent = step1 + _composed(
+                logq, sigma2**2, orders_array, flags.astype(np.float64)
+            )
+            real_independent = num_queries * step1_independent + count * step2_independent
+            real = RealisedCost(
+                answered=count,
+                rdp_data_independent=real_independent,
+                rdp_data_dependent=real_dependent,
+                data_independent=_convert(real_independent, orders_array, deltas, conversion),
+                data_dependent=_convert(real_dependent, orders_array, deltas, conversion),
+            )
+            extras["realised"] = real
+            warnings += _edge_warnings(
+                "realised data-dependent", real.data_dependent, deltas, orders_array
+            )
+        answer_sigma = sigma2
+    else:
+        _unused(mechanism, sigma=sigma, threshold=threshold, sigma1=sigma1, sigma2=sigma2)
+        _unused(mechanism, answered=answered, baseline=baseline)
+        if scale is None:
+            raise PateError("lnmax needs --scale, expected the scale of the Laplace noise")
+        scale = check_positive("scale", scale)
+        parameters = {"scale": scale}
+        eps = 2.0 / scale
+        rdp_independent = num_queries * np.minimum(0.5 * eps * eps * orders_array, eps)
+        logq = _logq_laplace(votes, scale)
+        unique, inverse = np.unique(logq, return_inverse=True)
+        rdp_dependent = np.bincount(inverse, minlength=unique.size) @ _rdp_pure_eps_core(
+            unique, eps, orders_array
+        )
+        extras["moments_2017"] = tuple(
+            moments_analysis_2017(votes, 1.0 / scale, d, smooth_sensitivity=smooth_sensitivity)
+            for d in deltas
+        )
+        for analysis in extras["moments_2017"]:
+            if analysis.moment == analysis.moments[-1]:
+                warnings.append(
+                    f"PATE 2017 moments accountant at delta={analysis.delta:g}: the optimal moment "
+                    f"{analysis.moment:g} is the largest computed; more moments may do better"
+                )
+        answer_sigma = None
+    if teachers is not None:
+        parameters["teachers"] = teachers
+
+    data_independent = _convert(rdp_independent, orders_array, deltas, conversion)
+    data_dependent = _convert(rdp_dependent, orders_array, deltas, conversion)
+    warnings += _edge_warnings("data-independent", data_independent, deltas, orders_array)
+    warnings += _edge_warnings("data-dependent", data_dependent, deltas, orders_array)
+
+    if smooth_sensitivity and answer_sigma is not None:
+        releases: dict[float, SmoothSensitivityRelease] = {}
+        chosen = []
+        for result, d in zip(data_dependent, deltas, strict=True):
+            key = (result.order, d)
+            if key not in releases:
+                releases[key] = optimise_smooth_sensitivity(
+                    votes,
+                    sigma2=answer_sigma,
+                    order=result.order,
+                    delta=d,
+                    threshold=threshold if mechanism == "confident-gnmax" else None,
+                    sigma1=sigma1 if mechanism == "confident-gnmax" else None,
+                    baseline=baseline,
+                    num_teachers=teachers,
+                    conversion=conversion,
+                )
+            release = releases[key]
+            chosen.append(release)
+            if not release.conditions_hold:
+                warnings.append(
+                    f"smooth sensitivity at order {release.order:g}: conditions C5/C6 of PATE 2018 "
+                    f"(Section B.4.2) fail numerically for sigma={answer_sigma:g} and "
+                    f"{votes.shape[1]} classes; the smooth-sensitivity bound is not proven there"
+                )
+        extras["smooth_sensitivity"] = tuple(chosen)
+
+    return AnalysisReport(
+        mechanism=mechanism,
+        queries=num_queries,
+        deltas=deltas,
+        several_deltas=several,
+        orders=orders_array,
+        orders_name=orders_name,
+        conversion=conversion,
+        parameters=parameters,
+        rdp_data_independent=rdp_independent,
+        rdp_data_dependent=rdp_dependent,
+        data_independent=data_independent,
+        data_dependent=data_dependent,
+        warnings=tuple(warnings),
+        **extras,
+    )

@@ -1,0 +1,299 @@
+"""``label-and-distill`` as a library call: votes -> noisy answers (charged first) -> student -> release.
+
+Folders:
+
+* the **workspace** (private, mode 0700, files 0600): ``votes.h5`` (the raw vote histograms, Q x C)
+  and ``ledger.jsonl`` (the write-ahead privacy ledger);
+* the **release** (public): ``student.h5`` (the student bundle), ``labels.h5`` (the noisy answers:
+  query indices and labels) and ``privacy.json`` (the report). Nothing private is written there.
+
+The release is rebuilt from the ledger, so a run killed at any moment and then resumed releases exactly
+the answers it paid for, none twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from pate.aggregate import AggregatorConfig, InteractiveGNMaxConfig
+from pate.errors import BudgetExhausted, PateError
+from pate.export import save_student
+from pate.io import (
+    array_fingerprint,
+    atomic_dir,
+    atomic_file,
+    ensure_private_dir,
+    open_h5,
+    read_dataset,
+)
+from pate.labeling import (
+    LEDGER_FILE,
+    LEDGER_KIND,
+    LEDGER_VERSION,
+    BudgetConfig,
+    LabelingOutcome,
+    check_budget_covers_one,
+    ledger_identity,
+    run_labeling,
+)
+from pate.models import ModelConfig, Preprocessing
+from pate.noise import make_noise
+from pate.report import privacy_report, write_report
+from pate.student import StudentConfig, TrainedModel, fit_model
+from pate.teachers import Teachers, load_teacher_individuals, load_teachers
+
+VOTES_FILE = "votes.h5"
+VOTES_FORMAT = "pate-votes"
+LABELS_FORMAT = "pate-labels"
+
+
+@dataclass
+class DistillResult:
+    outcome: LabelingOutcome
+    report: dict
+    release_dir: Path
+    student_accuracy: float | None
+    label_accuracy: float | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def compute_or_load_votes(
+    workspace: Path, teachers: Teachers, features: np.ndarray, public_sha: str
+):
+    """Votes of every teacher on every public record, cached in the workspace (private)."""
+    path = workspace / VOTES_FILE
+    if path.exists():
+        with open_h5(path, "votes file") as handle:
+            found = (handle.attrs.get("teachers_sha256"), handle.attrs.get("public_sha256"))
+            if found != (teachers.sha256, public_sha):
+                raise PateError(
+                    f"{path}: votes belong to another run (other teachers or public data); use a new "
+                    "--workspace"
+                )
+            return handle["votes"][()]
+    votes = teachers.votes(features)
+    with atomic_file(path, private=True) as tmp:
+        with h5py.File(tmp, "w") as handle:
+            handle.attrs.update(
+                {
+                    "format": VOTES_FORMAT,
+                    "version": 1,
+                    "teachers_sha256": teachers.sha256,
+                    "public_sha256": public_sha,
+                    "num_teachers": teachers.num_teachers,
+                }
+            )
+            handle.create_dataset("votes", data=votes)
+    return votes
+
+
+def _student_model_config(teachers: Teachers, hidden: tuple[int, ...] | None) -> ModelConfig:
+    model = teachers.model
+    return ModelConfig(
+        kind=model.kind,
+        input_shape=model.input_shape,
+        num_classes=model.num_classes,
+        hidden=hidden or model.hidden,
+    )
+
+
+def label_and_distill(
+    teachers_dir: str | os.PathLike,
+    public_path: str | os.PathLike,
+    workspace: str | os.PathLike,
+    release_dir: str | os.PathLike,
+    *,
+    aggregator: AggregatorConfig,
+    budget: BudgetConfig,
+    noise_seed: int | None = None,
+    test_path: str | os.PathLike | None = None,
+    student_config: StudentConfig = StudentConfig(),
+    student_hidden: tuple[int, ...] | None = None,
+    warmup_queries: int = 0,
+    batch_queries: int = 32,
+    force: bool = False,
+    on_batch=None,
+) -> DistillResult:
+    """Run the whole stage; see the module docstring for what is written where."""
+    notes: list[str] = []
+    teachers = load_teachers(teachers_dir)
+    public = read_dataset(public_path)
+    if public.feature_shape != tuple(teachers.model.input_shape):
+        raise PateError(
+            f"{public_path}: features have shape {public.feature_shape}, expected "
+            f"{tuple(teachers.model.input_shape)} as the teachers in {teachers_dir}"
+        )
+    test = None
+    if test_path is not None:
+        test = read_dataset(test_path, require_labels=True)
+        if test.feature_shape != public.feature_shape:
+            raise PateError(
+                f"{test_path}: features have shape {test.feature_shape}, expected {public.feature_shape}"
+            )
+    overlap = np.intersect1d(load_teacher_individuals(teachers_dir), public.individual_id)
+    if len(overlap):
+        notes.append(
+            f"{public_path}: {len(overlap)} individuals also appear in the private data; the public set "
+            "should share no individuals with it"
+        )
+    check_budget_covers_one(aggregator, budget)
+
+    workspace = ensure_private_dir(workspace)
+    public_sha = array_fingerprint(public.features, public.individual_id.astype(str))
+    votes = compute_or_load_votes(workspace, teachers, public.features, public_sha)
+    noise = make_noise(noise_seed)
+    interactive = isinstance(aggregator, InteractiveGNMaxConfig)
+    with open_h5(teachers.path, "teachers file") as handle:
+        unit = str(handle.attrs.get("unit_of_privacy", "individual"))
+    header = {
+        "kind": LEDGER_KIND,
+        "version": LEDGER_VERSION,
+        "teachers_sha256": teachers.sha256,
+        "public_sha256": public_sha,
+        "votes_sha256": array_fingerprint(votes),
+        "num_queries": int(len(votes)),
+        "num_classes": int(votes.shape[1]),
+        "num_teachers": teachers.num_teachers,
+        "aggregator": aggregator.to_dict(),
+        "delta": budget.delta,
+        "max_epsilon": budget.max_epsilon,
+        "orders": budget.orders,
+        "conversion": budget.conversion,
+        "noise": noise.description,
+        "noise_private": bool(noise.private),
+        "noise_seed": noise_seed,
+        "stages": {"warmup_queries": warmup_queries} if interactive else None,
+        "unit_of_privacy": unit,
+    }
+    model_config = _student_model_config(teachers, student_hidden)
+    preprocessing = Preprocessing.fit(public.features)
+
+    def student_probs_fn(entries: list[dict]) -> np.ndarray:
+        ids = np.array([e["q"] for e in entries if e["answered"]], dtype=np.int64)
+        labels = np.array([e["label"] for e in entries if e["answered"]], dtype=np.int64)
+        model = fit_model(
+            public.features[ids], labels, model_config, student_config, preprocessing=preprocessing
+        )
+        return model.probabilities(public.features)
+
+    ledger_path = workspace / LEDGER_FILE
+    release_dir = Path(release_dir)
+    previous = _release_record(release_dir)
+    outcome = run_labeling(
+        votes,
+        aggregator,
+        budget,
+        ledger_path,
+        noise=noise,
+        noise_seed=noise_seed,
+        header=header,
+        batch_queries=batch_queries,
+        student_probs_fn=student_probs_fn if interactive else None,
+        warmup_queries=warmup_queries,
+        on_batch=on_batch,
+        released=(previous[0], previous[2], previous[3]) if previous else None,
+    )
+    ledger_id = ledger_identity(outcome.header)
+    if (
+        outcome.new_queries == 0
+        and previous
+        and previous[:2] == (ledger_id, outcome.spent.queries_seen)
+    ):
+        raise BudgetExhausted(
+            f"{ledger_path}: budget already spent (epsilon {outcome.spent.epsilon_data_independent:.4g} "
+            f"of {budget.max_epsilon:g}, stop: {outcome.stop_reason}); nothing answered, "
+            f"the release in {release_dir} is complete"
+        )
+    if outcome.spent.queries_answered == 0:
+        raise BudgetExhausted(
+            f"no query was answered ({outcome.spent.queries_seen} seen, stop: {outcome.stop_reason}); "
+            "lower --threshold or raise --max-epsilon"
+        )
+
+    ids, labels = outcome.answered_ids, outcome.answered_labels
+    student = fit_model(
+        public.features[ids], labels, model_config, student_config, preprocessing=preprocessing
+    )
+    report = privacy_report(
+        header=outcome.header,
+        spent=outcome.spent,
+        stop_reason=outcome.stop_reason,
+        include_private=False,
+    )
+    report["ledger_id"] = ledger_id
+    report["ledger_seq"] = outcome.ledger_seq
+    report["ledger_digest"] = outcome.ledger_digest
+    student_accuracy = None
+    if test is not None:
+        student_accuracy = student.accuracy(test.features, test.labels)
+        report["student_test_accuracy"] = student_accuracy
+    report["warnings"] = notes
+    same_run = previous is not None and previous[0] == ledger_id
+    with atomic_dir(release_dir, force=force or same_run) as tmp:
+        write_labels(tmp / "labels.h5", ids, labels, teachers.class_names)
+        save_student(
+            tmp / "student.h5",
+            student,
+            class_names=teachers.class_names,
+            privacy=report,
+            statement=report["statement"],
+        )
+        write_report(tmp / "privacy.json", report)
+    label_accuracy = _label_accuracy(public_path, ids, labels)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    return DistillResult(outcome, report, release_dir, student_accuracy, label_accuracy, notes)
+
+
+def write_labels(path: Path, ids: np.ndarray, labels: np.ndarray, class_names) -> None:
+    """The released noisy labels: public query indices and their labels."""
+    with atomic_file(path) as tmp:
+        with h5py.File(tmp, "w") as handle:
+            handle.attrs["format"] = LABELS_FORMAT
+            handle.attrs["version"] = 1
+            if class_names:
+                handle.attrs["class_names"] = list(class_names)
+            handle.create_dataset("query_index", data=ids)
+            handle.create_dataset("labels", data=labels)
+
+
+def _release_record(release_dir: Path) -> tuple[str, int, int, str] | None:
+    """(ledger id, queries seen, ledger seq, ledger digest) of an existing release, if any."""
+    report = release_dir / "privacy.json"
+    if not report.exists():
+        return None
+    try:
+        raw = json.loads(report.read_text())
+        return (
+            raw["ledger_id"],
+            int(raw["queries_seen"]),
+            int(raw["ledger_seq"]),
+            raw["ledger_digest"],
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _label_accuracy(public_path, ids: np.ndarray, labels: np.ndarray) -> float | None:
+    """Accuracy of the released labels against ground truth kept for experiments (if the file has it)."""
+    with open_h5(public_path, "dataset file") as handle:
+        if "evaluation_labels" not in handle or len(ids) == 0:
+            return None
+        truth = handle["evaluation_labels"][()]
+    return float((truth[ids] == labels).mean())
+
+
+def train_baseline(
+    private_path, test_path, model: ModelConfig, config: StudentConfig
+) -> TrainedModel:
+    """The non-private baseline: one model on all private records (for comparison only)."""
+    private = read_dataset(private_path, require_labels=True)
+    baseline = fit_model(private.features, private.labels, model, config)
+    return baseline

@@ -1,0 +1,439 @@
+"""The answering loop: charge the ledger, then release; stop on public quantities only.
+
+This is where PATE's guarantee is kept at answer time (design rules 3-6):
+
+* **Charge before release.** Each batch of answers is written to the write-ahead ledger
+  (:mod:`pate.ledger`, fsync-ed) *before* it can be released. A crash at any moment leaves a ledger that
+  never under-counts; the release is rebuilt from the ledger, so nothing charged is lost.
+* **Resume without paying twice.** A second run on the same workspace re-reads the ledger, keeps its
+  answers (they are not re-noised) and continues with the first query the ledger has not seen.
+* **Stop without leaking.** Before each batch the loop asks how many more queries fit if every one of
+  them cost the *data-independent worst case* of the mechanism (for Confident-/Interactive-GNMax: the
+  threshold check plus a GNMax answer). That decision depends only on public quantities: the mechanism's
+  parameters, the budget, and the answers already released (whether earlier queries were answered),
+  never on the votes themselves. So stopping leaks nothing beyond what was released.
+* **Realised, not expected, cost.** Confident-GNMax pays the threshold check on every query and the
+  GNMax step only on the queries the teachers answered.
+
+The publishable epsilon is the data-independent one. The data-dependent epsilon is computed from the
+per-query bounds stored in the ledger; it depends on the private votes and is reported as
+private-internal (publishing it needs the smooth-sensitivity release of PATE 2018, Appendix B).
+
+Ledger entries, one per query::
+
+    {"q": query index, "label": released label or -1, "answered": bool,
+     "teacher": bool (paid the GNMax/LNMax step), "checked": bool (paid a threshold check),
+     "logq": ln q bound of the teacher answer or null, "logq_check": ln q bound of the check or null,
+     "stage": 0 or 1 (Interactive-GNMax: 0 = Confident-GNMax warm-up, 1 = interactive)}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pate import accounting
+from pate.aggregate import (
+    AggregatorConfig,
+    ConfidentGNMaxConfig,
+    GNMaxConfig,
+    InteractiveGNMaxConfig,
+    LNMaxConfig,
+    aggregate,
+    log_pr_answered_discrete,
+    threshold_offsets,
+)
+from pate.errors import BudgetExhausted, PateError
+from pate.ledger import Ledger
+from pate.noise import NoiseSource, SeededNoise, logq_gnmax_discrete, logq_lnmax_discrete
+
+LEDGER_FILE = "ledger.jsonl"
+LEDGER_KIND = "pate-ledger"
+LEDGER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """The privacy budget and how epsilon is computed."""
+
+    delta: float = 1e-5
+    max_epsilon: float = 3.0
+    max_queries: int | None = None
+    orders: str = "default"
+    conversion: str = "improved"
+
+    def __post_init__(self) -> None:
+        if not (0.0 < self.delta < 1.0):
+            raise PateError(f"Expected delta={self.delta} in (0, 1).")
+        if not (self.max_epsilon > 0.0) or not math.isfinite(self.max_epsilon):
+            raise PateError(f"Expected max_epsilon={self.max_epsilon} > 0.")
+        if self.max_queries is not None and self.max_queries < 1:
+            raise PateError(f"Expected max_queries={self.max_queries} >= 1.")
+        accounting.resolve_orders(self.orders)
+        if self.conversion not in ("classic", "improved"):
+            raise PateError(f"Expected conversion={self.conversion!r} in classic, improved.")
+
+    @property
+    def order_values(self) -> np.ndarray:
+        return accounting.resolve_orders(self.orders)
+
+
+def aggregator_from_dict(raw: dict) -> AggregatorConfig:
+    """Rebuild an aggregator config from its ``to_dict()`` form (as stored in a ledger header)."""
+    mechanism = raw.get("mechanism")
+    params = {k: v for k, v in raw.items() if k != "mechanism"}
+    classes = {
+        "gnmax": GNMaxConfig,
+        "lnmax": LNMaxConfig,
+        "confident-gnmax": ConfidentGNMaxConfig,
+        "interactive-gnmax": InteractiveGNMaxConfig,
+    }
+    if mechanism not in classes:
+        raise PateError(
+            f"ledger: mechanism {mechanism!r} is unknown, expected one of {list(classes)}"
+        )
+    return classes[mechanism](**params)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Costs
+
+
+def worst_case_rdp(config: AggregatorConfig, orders: np.ndarray) -> np.ndarray:
+    """Data-independent RDP of one query in the worst case (answered by the teachers)."""
+    if isinstance(config, GNMaxConfig):
+        return accounting.rdp_gnmax_data_independent(config.sigma, orders)
+    if isinstance(config, LNMaxConfig):
+        return accounting.rdp_lnmax_data_independent(config.scale, orders)
+    return accounting.rdp_threshold_data_independent(
+        config.sigma1, orders
+    ) + accounting.rdp_gnmax_data_independent(config.sigma2, orders)
+
+
+def _teacher_sigma(config: AggregatorConfig) -> float:
+    return config.sigma if isinstance(config, GNMaxConfig) else config.sigma2
+
+
+@dataclass(frozen=True)
+class Spent:
+    """The budget spent by a list of ledger entries, as RDP curves and (epsilon, order) at delta."""
+
+    rdp_data_independent: np.ndarray
+    rdp_data_dependent: np.ndarray
+    epsilon_data_independent: float
+    order_data_independent: float
+    epsilon_data_dependent: float
+    order_data_dependent: float
+    queries_seen: int
+    queries_answered: int
+    teacher_answered: int
+    threshold_checked: int
+
+
+def spent(entries: list[dict], config: AggregatorConfig, budget: BudgetConfig) -> Spent:
+    """Recompute the budget spent by ``entries`` from their per-query records (vectorised)."""
+    orders = budget.order_values
+    teacher = np.array([bool(e["teacher"]) for e in entries], dtype=bool)
+    checked = np.array([bool(e["checked"]) for e in entries], dtype=bool)
+    answered = np.array([bool(e["answered"]) for e in entries], dtype=bool)
+    n_teacher, n_checked = int(teacher.sum()), int(checked.sum())
+    rdp_di = np.zeros_like(orders)
+    rdp_dd = np.zeros_like(orders)
+    if isinstance(config, LNMaxConfig):
+        if n_teacher:
+            rdp_di = n_teacher * accounting.rdp_lnmax_data_independent(config.scale, orders)
+            logq = np.array([e["logq"] for e in entries if e["teacher"]], dtype=np.float64)
+            rdp_dd = accounting.rdp_lnmax(logq, config.scale, orders).sum(axis=0)
+    else:
+        sigma = _teacher_sigma(config)
+        if n_teacher:
+            rdp_di = n_teacher * accounting.rdp_gnmax_data_independent(sigma, orders)
+            logq = np.array([e["logq"] for e in entries if e["teacher"]], dtype=np.float64)
+            rdp_dd = accounting.rdp_gnmax(logq, sigma, orders).sum(axis=0)
+        if n_checked:
+            sigma1 = config.sigma1
+            rdp_di = rdp_di + n_checked * accounting.rdp_threshold_data_independent(sigma1, orders)
+            logq_check = np.array(
+                [e["logq_check"] for e in entries if e["checked"]], dtype=np.float64
+            )
+            # The check is a sensitivity-1 Gaussian-like mechanism: GNMax's bound at sqrt(2) sigma1.
+            rdp_dd = rdp_dd + accounting.rdp_gnmax(logq_check, math.sqrt(2.0) * sigma1, orders).sum(
+                axis=0
+            )
+    eps_di, order_di = accounting.epsilon_from_rdp(
+        rdp_di, orders, budget.delta, conversion=budget.conversion
+    )
+    eps_dd, order_dd = accounting.epsilon_from_rdp(
+        rdp_dd, orders, budget.delta, conversion=budget.conversion
+    )
+    if not entries:
+        eps_di = eps_dd = 0.0
+    return Spent(
+        rdp_data_independent=rdp_di,
+        rdp_data_dependent=rdp_dd,
+        epsilon_data_independent=eps_di,
+        order_data_independent=order_di,
+        epsilon_data_dependent=eps_dd,
+        order_data_dependent=order_dd,
+        queries_seen=len(entries),
+        queries_answered=int(answered.sum()),
+        teacher_answered=n_teacher,
+        threshold_checked=n_checked,
+    )
+
+
+def queries_that_fit(
+    rdp_spent: np.ndarray, worst: np.ndarray, budget: BudgetConfig, limit: int
+) -> int:
+    """Largest ``k <= limit`` with epsilon(rdp_spent + k * worst) <= max_epsilon (public quantities only)."""
+    orders = budget.order_values
+
+    def fits(k: int) -> bool:
+        eps, _ = accounting.epsilon_from_rdp(
+            rdp_spent + k * worst, orders, budget.delta, conversion=budget.conversion
+        )
+        return eps <= budget.max_epsilon
+
+    low, high = 0, limit
+    if fits(high):
+        return high
+    while high - low > 1:  # invariant: fits(low), not fits(high)
+        middle = (low + high) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low if fits(low) else 0
+
+
+def entries_for(
+    votes: np.ndarray,
+    query_ids: np.ndarray,
+    result,
+    config: AggregatorConfig,
+    *,
+    student_probs: np.ndarray | None,
+    stage: int,
+) -> list[dict]:
+    """Ledger entries for one aggregated batch: the answers and each query's data-dependent bounds."""
+    logq = np.full(len(query_ids), np.nan)
+    logq_check = np.full(len(query_ids), np.nan)
+    if result.teacher_answered.any():
+        rows = result.teacher_answered
+        if isinstance(config, LNMaxConfig):
+            logq[rows] = logq_lnmax_discrete(votes[rows], config.scale)
+        else:
+            logq[rows] = logq_gnmax_discrete(votes[rows], _teacher_sigma(config))
+    if result.threshold_checked.any():
+        offsets = threshold_offsets(
+            votes,
+            config.threshold,
+            student_probs=student_probs if stage == 1 else None,
+            num_teachers=int(votes.sum(axis=1).max()) if stage == 1 else None,
+        )
+        log_answered, log_rejected = log_pr_answered_discrete(offsets, config.sigma1)
+        logq_check = np.minimum(log_answered, log_rejected)
+    entries = []
+    for i, q in enumerate(query_ids):
+        entries.append(
+            {
+                "q": int(q),
+                "label": int(result.labels[i]),
+                "answered": bool(result.answered[i]),
+                "teacher": bool(result.teacher_answered[i]),
+                "checked": bool(result.threshold_checked[i]),
+                "logq": None if math.isnan(logq[i]) else float(logq[i]),
+                "logq_check": None if math.isnan(logq_check[i]) else float(logq_check[i]),
+                "stage": stage,
+            }
+        )
+    return entries
+
+
+# ----------------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class LabelingOutcome:
+    """What a (possibly resumed) labelling run produced."""
+
+    entries: list[dict]
+    spent: Spent
+    stop_reason: str
+    new_queries: int
+    resumed_queries: int
+    header: dict = field(default_factory=dict)
+    ledger_seq: int = 0
+    ledger_digest: str = ""
+
+    @property
+    def answered_ids(self) -> np.ndarray:
+        return np.array([e["q"] for e in self.entries if e["answered"]], dtype=np.int64)
+
+    @property
+    def answered_labels(self) -> np.ndarray:
+        return np.array([e["label"] for e in self.entries if e["answered"]], dtype=np.int64)
+
+
+def batch_noise(noise: NoiseSource, noise_seed: int | None, first_query: int) -> NoiseSource:
+    """The noise of the batch starting at ``first_query``.
+
+    With OS noise: the CSPRNG itself. With an experiment seed: a seeded source keyed by
+    ``(seed, first_query)``, so a resumed run draws exactly the noise an uninterrupted run would have.
+    """
+    if noise_seed is None:
+        return noise
+    key = np.random.SeedSequence([noise_seed, first_query]).generate_state(2, dtype=np.uint64)
+    return SeededNoise(int(key[0]) ^ (int(key[1]) << 64))
+
+
+def open_ledger(path: Path, header: dict) -> Ledger:
+    """Create the ledger with ``header``, or open an existing one and refuse it unless it matches."""
+    if not path.exists():
+        return Ledger.create(path, header)
+    ledger = Ledger.open(path)
+    found = ledger.header
+    for key in (
+        "kind",
+        "teachers_sha256",
+        "public_sha256",
+        "votes_sha256",
+        "aggregator",
+        "delta",
+        "orders",
+        "conversion",
+        "noise_seed",
+        "num_queries",
+        "stages",
+    ):
+        if found.get(key) != header.get(key):
+            raise PateError(
+                f"{path}: ledger belongs to another run ({key} is {found.get(key)!r}, this run has "
+                f"{header.get(key)!r}); use a new --workspace"
+            )
+    return ledger
+
+
+def run_labeling(
+    votes: np.ndarray,
+    config: AggregatorConfig,
+    budget: BudgetConfig,
+    ledger_path: str | os.PathLike,
+    *,
+    noise: NoiseSource,
+    noise_seed: int | None,
+    header: dict,
+    batch_queries: int = 32,
+    student_probs_fn: Callable[[list[dict]], np.ndarray] | None = None,
+    warmup_queries: int = 0,
+    on_batch: Callable[[int, Spent], None] | None = None,
+    released: tuple[str, int, str] | None = None,
+) -> LabelingOutcome:
+    """Answer queries in order until the budget, ``max_queries`` or the public set runs out.
+
+    For Interactive-GNMax, the first ``warmup_queries`` are answered by Confident-GNMax with the same
+    parameters (stage 0); then ``student_probs_fn(entries)`` gives the probabilities of a student trained
+    on the stage-0 answers for every public record, and the rest are answered interactively (stage 1).
+    """
+    if batch_queries < 1:
+        raise PateError(f"Expected batch_queries={batch_queries} >= 1.")
+    votes = np.asarray(votes)
+    num_queries = len(votes)
+    limit = num_queries if budget.max_queries is None else min(num_queries, budget.max_queries)
+    ledger = open_ledger(Path(ledger_path), header)
+    if released is not None and released[0] == ledger_identity(ledger.header):
+        _, seq, digest = released
+        if ledger.last_seq < seq or (ledger.last_seq == seq and ledger.last_digest != digest):
+            raise PateError(
+                f"{ledger_path}: ledger ends at record {ledger.last_seq} but the release was made "
+                f"from record {seq}; records were removed, refusing to under-count"
+            )
+    entries = ledger.entries()
+    resumed = len(entries)
+    if [e["q"] for e in entries] != list(range(resumed)):
+        raise PateError(f"{ledger_path}: ledger queries are not the prefix 0..{resumed - 1}")
+    orders = budget.order_values
+    worst = worst_case_rdp(config, orders)
+    interactive = isinstance(config, InteractiveGNMaxConfig)
+    stage0 = (
+        ConfidentGNMaxConfig(config.threshold, config.sigma1, config.sigma2)
+        if interactive
+        else None
+    )
+    state = spent(entries, config, budget)
+    student_probs = None
+    stop_reason = "public set exhausted" if limit == num_queries else "max queries"
+    next_query = resumed
+    while next_query < limit:
+        in_stage0 = interactive and next_query < warmup_queries
+        stage_limit = min(limit, warmup_queries) if in_stage0 else limit
+        room = queries_that_fit(
+            state.rdp_data_independent, worst, budget, min(batch_queries, stage_limit - next_query)
+        )
+        if room == 0:
+            stop_reason = "budget"
+            break
+        query_ids = np.arange(next_query, next_query + room)
+        batch_votes = votes[query_ids]
+        source = batch_noise(noise, noise_seed, next_query)
+        probs = None
+        if in_stage0:
+            result = aggregate(batch_votes, stage0, source)
+        elif interactive:
+            if student_probs is None:
+                if student_probs_fn is None:
+                    raise PateError("interactive-gnmax needs a student (student_probs_fn)")
+                student_probs = student_probs_fn(entries)
+            probs = student_probs[query_ids]
+            result = aggregate(batch_votes, config, source, probs)
+        else:
+            result = aggregate(batch_votes, config, source)
+        batch_entries = entries_for(
+            batch_votes,
+            query_ids,
+            result,
+            config,
+            student_probs=probs,
+            stage=0 if (in_stage0 or not interactive) else 1,
+        )
+        ledger.append(batch_entries)  # durable before anything of this batch is released
+        entries.extend(batch_entries)
+        state = spent(entries, config, budget)
+        next_query += room
+        if on_batch:
+            on_batch(next_query, state)
+    if next_query >= limit and stop_reason == "budget":
+        stop_reason = "public set exhausted"
+    return LabelingOutcome(
+        entries=entries,
+        spent=state,
+        stop_reason=stop_reason,
+        new_queries=len(entries) - resumed,
+        resumed_queries=resumed,
+        header=ledger.header,
+        ledger_seq=ledger.last_seq,
+        ledger_digest=ledger.last_digest,
+    )
+
+
+def ledger_identity(header: dict) -> str:
+    """A stable id of a ledger: SHA-256 of its header record in canonical JSON."""
+    return hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()
+
+
+def check_budget_covers_one(config: AggregatorConfig, budget: BudgetConfig) -> None:
+    """Refuse a budget that cannot pay for even one worst-case query."""
+    orders = budget.order_values
+    eps, _ = accounting.epsilon_from_rdp(
+        worst_case_rdp(config, orders), orders, budget.delta, conversion=budget.conversion
+    )
+    if eps > budget.max_epsilon:
+        raise BudgetExhausted(
+            f"--max-epsilon {budget.max_epsilon:g} does not cover one query: one {config.mechanism} "
+            f"answer costs epsilon {eps:.4g} at delta {budget.delta:g}; raise --max-epsilon or the noise"
+        )

@@ -1,0 +1,106 @@
+"""The privacy report (``privacy.json``) and its plain-language statement.
+
+The report is what ``pate inspect`` shows and what the student bundle carries. Its publishable figure,
+``epsilon``, is the data-independent epsilon: it depends only on the mechanism, its parameters and how
+many queries were checked or answered. The data-dependent epsilon depends on the private votes; it is
+kept in the private workspace's view and is ``null`` in a release.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from pate.io import atomic_file
+
+REPORT_FORMAT = "pate-privacy-report"
+REPORT_VERSION = 1
+
+
+def privacy_report(
+    *,
+    header: dict,
+    spent,
+    stop_reason: str,
+    include_private: bool,
+) -> dict:
+    """Build the report from a ledger header and the spent budget (a :class:`pate.labeling.Spent`)."""
+    aggregator = dict(header["aggregator"])
+    mechanism = aggregator.pop("mechanism")
+    private_noise = bool(header["noise_private"])
+    report = {
+        "format": REPORT_FORMAT,
+        "version": REPORT_VERSION,
+        "epsilon": spent.epsilon_data_independent,
+        "delta": header["delta"],
+        "mechanism": mechanism,
+        "parameters": aggregator,
+        "queries_seen": spent.queries_seen,
+        "queries_answered": spent.queries_answered,
+        "queries_answered_by_teachers": spent.teacher_answered,
+        "queries_rejected": spent.queries_seen - spent.queries_answered,
+        "epsilon_data_independent": spent.epsilon_data_independent,
+        "epsilon_data_dependent": spent.epsilon_data_dependent if include_private else None,
+        # A smooth-sensitivity release of the data-dependent epsilon (PATE 2018, Appendix B) is not
+        # offered for answers drawn with discrete noise: its sensitivity bounds are derived for the
+        # continuous Gaussian's tail, not for the discrete tails our ledger uses.
+        "epsilon_released": None,
+        "order": spent.order_data_independent,
+        "order_data_dependent": spent.order_data_dependent if include_private else None,
+        "max_epsilon": header["max_epsilon"],
+        "stop_reason": stop_reason,
+        "accountant": (
+            f"Renyi DP over {header['orders']} orders, {header['conversion']} conversion to "
+            "(epsilon, delta)"
+        ),
+        "orders": header["orders"],
+        "conversion": header["conversion"],
+        "noise": header["noise"],
+        "private": private_noise,
+        "unit_of_privacy": header.get("unit_of_privacy", "individual"),
+        "num_teachers": header["num_teachers"],
+        "teachers_sha256": header["teachers_sha256"],
+        "public_sha256": header["public_sha256"],
+    }
+    report["statement"] = privacy_statement(report)
+    return report
+
+
+def privacy_statement(report: dict) -> str:
+    """A plain-language statement of what the release guarantees, and its caveats."""
+    unit = report.get("unit_of_privacy", "individual")
+    who = (
+        "any one individual (all records that share an individual id)"
+        if unit == "individual"
+        else "any one record (each record is its own individual in this dataset)"
+    )
+    params = ", ".join(f"{k}={v:g}" for k, v in report["parameters"].items())
+    lines = [
+        f"This release was produced by PATE with {report['num_teachers']} teachers and the "
+        f"{report['mechanism']} aggregator ({params}).",
+        f"It satisfies ({report['epsilon']:.4g}, {report['delta']:g})-differential privacy with respect "
+        f"to {who} of the private training data.",
+        f"{report['queries_answered']} of {report['queries_seen']} public queries were answered; "
+        f"epsilon is the data-independent bound ({report['accountant']}, optimal order "
+        f"{report['order']:g}).",
+        "The public data the student learned from is not protected; only the private data the "
+        "teachers saw is.",
+    ]
+    if not report["private"]:
+        lines.append(
+            "WARNING: the noise was drawn from a fixed seed for an experiment; this release is NOT "
+            "private and must not be published."
+        )
+    if report.get("epsilon_data_dependent") is not None:
+        lines.append(
+            f"Private-internal: the data-dependent epsilon is {report['epsilon_data_dependent']:.4g}; "
+            "it depends on the private votes and must not be published without a "
+            "smooth-sensitivity release."
+        )
+    return "\n".join(lines)
+
+
+def write_report(path: str | os.PathLike, report: dict, *, private: bool = False) -> None:
+    with atomic_file(Path(path), private=private) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
