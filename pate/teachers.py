@@ -903,8 +903,8 @@ def train_ensemble(
                     std,
                     chunk_ids,
                     config,
-                    lambda k, _s=done_steps, _t=done_teachers, _c=chunk_steps: report(
-                        _s + int(_c[:k].sum()), _t + k
+                    lambda k, extra, _s=done_steps, _t=done_teachers, _c=chunk_steps: report(
+                        _s + int(_c[:k].sum()) + extra, _t + k
                     ),
                 )
             params = jax.tree_util.tree_map(lambda leaf, _n=len(teachers): leaf[:_n], state)
@@ -1060,6 +1060,7 @@ def _train_vectorised(
 
 
 def _train_sequential(functions, strategy, data, sizes, mean, std, ids, config, on_teacher):
+    """A chunk's teachers one after another; ``on_teacher(teachers_done, steps_into_the_next)``."""
     compiled = _compiled(functions)
     init, order, step, epoch_fn = compiled.init, compiled.order, compiled.step, compiled.epoch
     per_teacher, losses = [], []
@@ -1089,11 +1090,15 @@ def _train_sequential(functions, strategy, data, sizes, mean, std, ids, config, 
                 loss = batch_losses
             else:
                 params, opt_state, loss = epoch_fn(params, opt_state, x, y, n, m, s, tid, epoch)
+            if epoch + 1 < config.epochs:
+                on_teacher(
+                    len(seen) - 1, (epoch + 1) * math.ceil(int(sizes[t]) / config.batch_size)
+                )
         per_teacher.append(jax.tree_util.tree_map(np.asarray, params))
         losses.append(
             float(np.mean([np.asarray(v) for v in loss])) if isinstance(loss, list) else float(loss)
         )
-        on_teacher(len(seen))
+        on_teacher(len(seen), 0)
     stacked = jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *per_teacher)
     return stacked, np.asarray(losses, np.float32)
 

@@ -372,3 +372,15 @@ def test_masked_adam_is_adam_where_active_and_a_no_op_elsewhere(weight_decay):
             np.testing.assert_array_equal(a, b)
     for a, b in zip(leaves(ours), leaves(theirs), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("strategy", ["loop", "vmap"])
+def test_progress_counts_every_step_once(mlp_shards, strategy):
+    seen: list[Progress] = []
+    result = train_ensemble(
+        open_shards(mlp_shards / "shards.h5"), MLP, config(strategy), progress=seen.append
+    )
+    done = [p.steps_done for p in seen]
+    assert done == sorted(done) and done[0] == 0 and done[-1] == result.steps.sum()
+    assert len(seen) > len(SIZES)  # finer than one report per teacher
+    assert seen[-1].teachers_done == seen[-1].teachers_total == len(SIZES)
