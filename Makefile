@@ -30,6 +30,7 @@ demo: install
 # Benchmarks quoted in BENCHMARKS.md (minutes; not part of `make test`).
 bench: install
 	$(BIN)/python scripts/bench_accounting.py
+	$(BIN)/python scripts/bench_teachers.py
 
 # Fashion-MNIST comes from Debian, not PyPI (needs root).
 data-fashion:
