@@ -1250,6 +1250,7 @@ def save_teachers(
             )
             if shards.class_names:
                 handle.attrs["class_names"] = list(shards.class_names)
+            handle.attrs["unit_of_privacy"] = _unit_of_privacy(shards.path)
             for name, leaf in traverse_util.flatten_dict(result.params, sep="/").items():
                 handle.create_dataset(f"params/{name}", data=np.asarray(leaf))
             prep = handle.create_group("preprocessing")
@@ -1296,6 +1297,13 @@ def _read_extractor(group: h5py.Group) -> Extractor:
         centroids=group["centroids"][()],
         public_sha256=str(group.attrs["public_sha256"]),
     )
+
+
+def _unit_of_privacy(shards_path: str) -> str:
+    """Whose privacy the ensemble protects, as the shards file says ("individual" by default)."""
+    with open_h5(shards_path, "shards file") as handle:
+        value = handle.attrs.get("unit_of_privacy", "individual")
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def load_teachers(path: str | os.PathLike) -> Teachers:
