@@ -27,6 +27,11 @@ test: install lint
 demo: install
 	$(BIN)/python scripts/demo.py
 
+# Benchmarks quoted in BENCHMARKS.md (minutes; not part of `make test`).
+bench: install
+	$(BIN)/python scripts/bench_accounting.py
+	$(BIN)/python scripts/bench_teachers.py
+
 # Fashion-MNIST comes from Debian, not PyPI (needs root).
 data-fashion:
 	apt-get install -y dataset-fashion-mnist

@@ -8,22 +8,12 @@ from typing import Any
 
 import click
 
+from pate.io import json_default
+
 
 def echo_json(payload: Any) -> None:
     """Print one JSON object on stdout."""
-    click.echo(json.dumps(payload, indent=2, sort_keys=False, default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot serialise {type(value).__name__}")
+    click.echo(json.dumps(payload, indent=2, sort_keys=False, default=json_default))
 
 
 def stderr_is_terminal() -> bool:
@@ -42,40 +32,58 @@ POSITIVE_INT = click.IntRange(min=1)
 
 
 class progress_bar:  # noqa: N801 (used as a context manager, like open())
-    """A rich progress bar on stderr, quiet when stderr is not a terminal.
+    """A rich progress bar on stderr, quiet when stderr is not a terminal (or ``quiet``).
 
-    Used as ``with progress_bar("teachers", total) as advance: advance(done, total)``.
+    Used as ``with progress_bar("teachers", total) as advance: advance(done, total)``;
+    ``advance(done, total, description="...")`` also updates the label. The bar shows done/total,
+    the throughput in ``unit`` per second, the elapsed time and the ETA.
     """
 
-    def __init__(self, description: str, total: int) -> None:
+    def __init__(
+        self, description: str, total: int, *, unit: str = "", quiet: bool = False
+    ) -> None:
         self.description = description
         self.total = total
+        self.unit = unit
+        self.quiet = quiet
         self._progress = None
 
     def __enter__(self):
-        if not stderr_is_terminal():
-            return lambda done, total: None
+        if self.quiet or not stderr_is_terminal():
+            return lambda done, total, description=None: None
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
             Progress,
+            TaskProgressColumn,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
 
-        self._progress = Progress(
+        columns = [
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console(stderr=True),
-            transient=True,
-        )
+            TaskProgressColumn(),
+        ]
+        if self.unit:
+            columns.append(
+                TextColumn(f"{{task.fields[rate]}} {self.unit}/s", justify="right"),
+            )
+        columns += [TimeElapsedColumn(), TimeRemainingColumn()]
+        self._progress = Progress(*columns, console=console(stderr=True), transient=True)
         self._progress.__enter__()
-        task = self._progress.add_task(self.description, total=self.total)
-        return lambda done, total: self._progress.update(task, completed=done, total=total)
+        task = self._progress.add_task(self.description, total=self.total, rate="-")
+
+        def advance(done: int, total: int, description: str | None = None) -> None:
+            speed = self._progress.tasks[0].speed
+            fields = {"rate": f"{speed:,.0f}" if speed else "-"}
+            if description is not None:
+                fields["description"] = description
+            self._progress.update(task, completed=done, total=total, **fields)
+
+        return advance
 
     def __exit__(self, *exc) -> None:
         if self._progress is not None:

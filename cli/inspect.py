@@ -71,6 +71,10 @@ def command(path: str, as_json: bool, plot_path: str | None) -> None:
             "epsilon data-dependent",
             "not released" if dd is None else f"{dd:.4f} (private-internal, do not publish)",
         ),
+        (
+            "epsilon released (smooth sensitivity)",
+            "not offered for discrete noise (PATE 2018 App. B assumes Gaussian tails)",
+        ),
         ("budget", f"{report['max_epsilon']:g}"),
         ("optimal order", f"{report['order']:g}"),
         ("accountant", report["accountant"]),

@@ -6,13 +6,17 @@ The pipeline, one module per stage:
 * :mod:`pate.partition`    individual -> shard assignment (one individual, one shard)
 * :mod:`pate.models`       flax modules (MLP for tabular data, CNN for images)
 * :mod:`pate.teachers`     training all teachers as one program over a stacked teacher axis
+* :mod:`pate.extractor`    a feature extractor learned from public data only (no privacy cost)
 * :mod:`pate.noise`        exact integer noise from the OS CSPRNG
 * :mod:`pate.aggregate`    LNMax, GNMax, Confident-GNMax, Interactive-GNMax
 * :mod:`pate.accounting`   Renyi-DP bounds of the PATE papers and conversion to (epsilon, delta)
 * :mod:`pate.ledger`       write-ahead privacy ledger
 * :mod:`pate.labeling`     the answering loop: charge, then release
+* :mod:`pate.distill`      label-and-distill as one call: workspace and release folders
 * :mod:`pate.student`      student training on public data and noisy labels
 * :mod:`pate.export`       the student bundle, loading and prediction
+* :mod:`pate.report`       the privacy report and its plain-language statement
+* :mod:`pate.inspection`   what ``pate inspect`` reads and plots
 * :mod:`pate.io`           HDF5 schemas and atomic writes
 """
 

@@ -345,6 +345,19 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def json_default(value):
+    """``json.dumps(default=...)`` for NumPy scalars and arrays."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
 def file_fingerprint(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes, used to tie a ledger to the exact teachers and public data."""
     digest = hashlib.sha256()

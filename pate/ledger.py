@@ -43,27 +43,14 @@ import stat
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pate.errors import PateError
+from pate.io import json_default
 
 __all__ = ["LEDGER_FORMAT", "LEDGER_VERSION", "Ledger", "is_private_file"]
 
 LEDGER_FORMAT = "pate-ledger"
 LEDGER_VERSION = 1
 _MODE = 0o600
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
 def _canonical(value: Any) -> str:
@@ -73,7 +60,7 @@ def _canonical(value: Any) -> str:
         separators=(",", ":"),
         ensure_ascii=True,
         allow_nan=True,
-        default=_json_default,
+        default=json_default,
     )
 
 

@@ -1,11 +1,25 @@
 """Flax models of teachers and students, described by a frozen, serialisable :class:`ModelConfig`.
 
 * ``mlp``: dense ReLU layers (``hidden``), for tabular data.
-* ``cnn``: the PATE papers' MNIST-style network: conv 5x5x32 -> ReLU -> max-pool 2x2 -> conv 5x5x64 ->
-  ReLU -> max-pool 2x2 -> dense 256 -> ReLU -> dense ``num_classes``.
-* ``cnn-medium``: the same shape at half the width (conv 16, conv 32, dense 128): about a quarter of the
-  ``cnn``'s arithmetic, the student's default for images on the CPU.
-* ``cnn-small``: the same shape at a quarter of the width (conv 8, conv 16, dense 64), for fast runs.
+* ``cnn``: the MNIST teacher of the PATE papers. Papernot et al. 2017, §4.1, describe it as "two
+  convolutional layers with max-pooling and one fully connected layer with ReLUs"; the widths are ours:
+  conv 5x5, 32 channels, stride 1, SAME padding -> ReLU -> max-pool 2x2 stride 2 -> conv 5x5, 64
+  channels, SAME -> ReLU -> max-pool 2x2 stride 2 -> flatten -> dense 256 -> ReLU -> dense
+  ``num_classes`` (logits). On 28x28x1 inputs: 832 + 51,264 + 803,072 + 2,570 = 857,738 parameters.
+* ``cnn-medium``: the same shape at half the width (conv 16, conv 32, dense 128): 416 + 12,832 +
+  200,832 + 1,290 = 215,370 parameters on 28x28x1, about a quarter of the ``cnn``'s arithmetic; the
+  student's default for images (as accurate as the ``cnn`` student with VAT here, BENCHMARKS.md).
+* ``cnn-small``: the same shape at a quarter of the width (conv 8, conv 16, dense 64), for fast runs:
+  208 + 3,216 + 50,240 + 650 = 54,314 parameters on 28x28x1.
+
+Convolutions have two interchangeable implementations with the same parameters (``conv=`` of
+:meth:`ModelConfig.build`): ``"xla"`` (``lax.conv``) and ``"patches"``, which extracts the image patches
+(a convolution with a fixed identity kernel) and multiplies them with the kernel as a matrix. Under
+``vmap`` over teachers the first becomes a grouped convolution, which XLA's CPU backend runs slowly; the
+second becomes one patch extraction over teachers x batch plus a *batched matrix product* with one
+kernel per teacher. On a 2-core x86 CPU neither beats a plain loop over teachers (the patch matrices
+are thin: 25 or 200 columns); see BENCHMARKS.md. ``patches`` remains for backends whose grouped
+convolutions are slow and batched products fast.
 
 Inputs are normalised inside :func:`preprocess`: images (uint8) are divided by 255; tabular features are
 standardised with a mean and standard deviation that travel with the model (for a teacher, computed from
@@ -19,12 +33,14 @@ import json
 from dataclasses import dataclass
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from pate.errors import PateError
 
 MODEL_KINDS = ("mlp", "cnn", "cnn-medium", "cnn-small")
+CONV_IMPLEMENTATIONS = ("xla", "patches")
 
 
 @dataclass(frozen=True)
@@ -62,13 +78,23 @@ class ModelConfig:
             hidden=tuple(raw["hidden"]),
         )
 
-    def build(self) -> nn.Module:
+    def build(self, *, conv: str = "xla") -> nn.Module:
+        """The flax module; ``conv`` picks the convolution implementation (same parameters)."""
+        if conv not in CONV_IMPLEMENTATIONS:
+            raise PateError(f"Expected conv={conv!r} in {', '.join(CONV_IMPLEMENTATIONS)}.")
         if self.kind == "mlp":
             return MLP(hidden=self.hidden, num_classes=self.num_classes)
         width = {"cnn": 1, "cnn-medium": 2, "cnn-small": 4}[self.kind]
         return CNN(
-            features=(32 // width, 64 // width), dense=256 // width, num_classes=self.num_classes
+            features=(32 // width, 64 // width),
+            dense=256 // width,
+            num_classes=self.num_classes,
+            conv=conv,
         )
+
+    @property
+    def is_convolutional(self) -> bool:
+        return self.kind != "mlp"
 
 
 class MLP(nn.Module):
@@ -83,15 +109,44 @@ class MLP(nn.Module):
         return nn.Dense(self.num_classes)(x)
 
 
+class PatchConv(nn.Module):
+    """A SAME, stride-1 convolution as image patches x kernel matrix; parameters as ``nn.Conv``'s."""
+
+    features: int
+    kernel_size: tuple[int, int]
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        channels = x.shape[-1]
+        kernel = self.param(
+            "kernel",
+            nn.initializers.lecun_normal(),
+            (*self.kernel_size, channels, self.features),
+        )
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        patches = jax.lax.conv_general_dilated_patches(
+            x, self.kernel_size, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        # Patch features are ordered (channel, row, column); bring the kernel into the same order.
+        matrix = kernel.transpose(2, 0, 1, 3).reshape(-1, self.features)
+        return patches @ matrix + bias
+
+
 class CNN(nn.Module):
     features: tuple[int, int]
     dense: int
     num_classes: int
+    conv: str = "xla"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        for channels in self.features:
-            x = nn.relu(nn.Conv(channels, (5, 5))(x))
+        for index, channels in enumerate(self.features):
+            name = f"Conv_{index}"
+            if self.conv == "patches":
+                layer = PatchConv(channels, (5, 5), name=name)
+            else:
+                layer = nn.Conv(channels, (5, 5), name=name)
+            x = nn.relu(layer(x))
             x = nn.max_pool(x, (2, 2), strides=(2, 2))
         x = x.reshape((x.shape[0], -1))
         x = nn.relu(nn.Dense(self.dense)(x))
@@ -117,6 +172,6 @@ class Preprocessing:
         return cls(1.0, mean, np.where(std > 1e-6, std, 1.0).astype(np.float32))
 
 
-def preprocess(features, scale, mean, std):
+def preprocess(features, scale, mean, std):  # noqa: ANN001 (NumPy or JAX arrays)
     """Apply the normalisation (works on NumPy and JAX arrays)."""
     return (features.astype(jnp.float32) * scale - mean) / std

@@ -20,7 +20,7 @@ Shards file (``format = "pate-shards"``)::
     assignment/individual  (U,) every individual, sorted
     assignment/shard       (U,) its shard
     attrs: format, version, num_teachers, num_classes, class_names, feature_names, seed, method,
-           source (input path), source_sha256, individual_column
+           source (input path), source_sha256, individual_column, unit_of_privacy
 
 The features are copied in chunks (``chunk_records``), so the input may be larger than memory; only the
 id and label columns are held whole.
@@ -214,6 +214,10 @@ def partition_file(
                         "individual_column": config.individual_column,
                         "name": attrs["name"],
                     }
+                )
+                # Whose privacy the guarantee protects: an individual (default) or a record.
+                out.attrs["unit_of_privacy"] = str(
+                    source.attrs.get("unit_of_privacy", "individual")
                 )
                 if attrs["class_names"]:
                     out.attrs["class_names"] = list(attrs["class_names"])

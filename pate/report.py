@@ -42,6 +42,10 @@ def privacy_report(
         "queries_rejected": spent.queries_seen - spent.queries_answered,
         "epsilon_data_independent": spent.epsilon_data_independent,
         "epsilon_data_dependent": spent.epsilon_data_dependent if include_private else None,
+        # A smooth-sensitivity release of the data-dependent epsilon (PATE 2018, Appendix B) is not
+        # offered for answers drawn with discrete noise: its sensitivity bounds are derived for the
+        # continuous Gaussian's tail, not for the discrete tails our ledger uses.
+        "epsilon_released": None,
         "order": spent.order_data_independent,
         "order_data_dependent": spent.order_data_dependent if include_private else None,
         "max_epsilon": header["max_epsilon"],

@@ -258,3 +258,14 @@ def test_plan_report_and_warnings():
     assert any("at most 300 of the 1000" in w for w in data["warnings"])
     only = plan(epsilon=1.0, delta=1e-5, queries=10, teachers=250, classes=10, mechanism="gnmax")
     assert only.confident_gnmax is None and "confident_gnmax" not in only.to_dict()
+
+
+def test_fractional_votes_round_half_to_even():
+    """Interactive-GNMax's discounted votes: max(votes) is rounded as Python's round does."""
+    from scipy.stats import norm
+
+    for top, rounded in [(124.5, 124), (125.5, 126), (199.5, 200), (200.5, 200), (3.4, 3)]:
+        votes = np.array([[top, 1.25, -0.5]])
+        expected = norm.logsf(210 - rounded, scale=30)
+        assert logpr_answered(votes, 210, 30)[0] == pytest.approx(expected, rel=1e-14)
+        assert round(top) == rounded

@@ -227,3 +227,62 @@ def test_every_command_has_help_with_an_example():
         "predict",
     ):
         assert "Example" in run(name, "--help").output
+
+
+@pytest.mark.parametrize(
+    ("aggregator", "options"),
+    [
+        ("lnmax", ["--scale", "3"]),
+        ("confident-gnmax", ["--threshold", "4", "--sigma1", "2", "--sigma2", "3"]),
+        (
+            "interactive-gnmax",
+            [
+                "--threshold",
+                "3",
+                "--sigma1",
+                "2",
+                "--sigma2",
+                "3",
+                "--warmup-queries",
+                "8",
+                "--student-confidence",
+                "0.8",
+            ],
+        ),
+    ],
+)
+def test_every_aggregator_runs_end_to_end(pipeline, tiny_adas, tmp_path, aggregator, options):
+    out, _ = pipeline
+    result = run(
+        "label-and-distill",
+        out / "teachers",
+        "--public",
+        tiny_adas["public"],
+        "--workspace",
+        tmp_path / "ws",
+        "--out",
+        tmp_path / "rel",
+        "--aggregator",
+        aggregator,
+        *options,
+        "--max-epsilon",
+        "20",
+        "--max-queries",
+        "150",
+        "--student-steps",
+        "50",
+        "--noise-seed",
+        "3",
+        "--json",
+    )
+    summary = json.loads(result.output)
+    assert summary["mechanism"] == aggregator
+    assert 0 < summary["queries_answered"] <= summary["queries_seen"] <= 150
+    assert summary["epsilon"] <= 20.0
+    workspace = json.loads(run("inspect", tmp_path / "ws", "--json").output)
+    assert workspace["epsilon_data_dependent"] <= workspace["epsilon_data_independent"] + 1e-12
+    if aggregator == "interactive-gnmax":
+        from pate.ledger import Ledger
+
+        entries = Ledger.open(tmp_path / "ws" / "ledger.jsonl", read_only=True).entries()
+        assert {e["stage"] for e in entries} == {0, 1}

@@ -128,3 +128,23 @@ def test_read_dataset_errors(tmp_path):
     _write(tmp_path / "ok.h5", np.zeros((4, 2), np.float32), np.zeros(4, int), np.arange(4))
     with pytest.raises(PateError, match="missing id column 'driver'"):
         read_dataset(tmp_path / "ok.h5", individual_column="driver")
+
+
+def test_unit_of_privacy_travels_to_the_shards(tmp_path):
+    rng = np.random.default_rng(2)
+    ids = np.arange(30)
+    dataset = Dataset(
+        rng.normal(size=(30, 2)).astype(np.float32),
+        rng.integers(0, 3, 30),
+        ids,
+        num_classes=3,
+        extra_attrs={"unit_of_privacy": "record"},
+    )
+    write_dataset(tmp_path / "in.h5", dataset)
+    partition_file(tmp_path / "in.h5", tmp_path / "s.h5", PartitionConfig(num_teachers=3))
+    with h5py.File(tmp_path / "s.h5") as handle:
+        assert handle.attrs["unit_of_privacy"] == "record"
+    _write(tmp_path / "plain.h5", dataset.features, dataset.labels, ids)
+    partition_file(tmp_path / "plain.h5", tmp_path / "t.h5", PartitionConfig(num_teachers=3))
+    with h5py.File(tmp_path / "t.h5") as handle:
+        assert handle.attrs["unit_of_privacy"] == "individual"

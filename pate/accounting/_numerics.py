@@ -9,9 +9,6 @@ from scipy import special
 
 from pate.errors import PateError
 
-# Gap tables are used for integer votes whose largest gap stays below this size.
-_MAX_TABLE = 10_000_000
-
 
 def log1mexp(x: np.ndarray) -> np.ndarray:
     """``ln(1 - e^x)`` for ``x <= 0``, elementwise; ``-inf`` at ``x = 0``.
@@ -19,10 +16,14 @@ def log1mexp(x: np.ndarray) -> np.ndarray:
     Uses ``log1p(-e^x)`` below -1 and ``ln(-expm1(x))`` above, the two stable branches.
     """
     x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 0:
+        return log1mexp(x[None])[0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        low = np.log1p(-np.exp(np.minimum(x, -1.0)))
-        high = np.log(-np.expm1(np.minimum(x, 0.0)))
-    return np.where(x < -1.0, low, high)
+        out = np.log1p(-np.exp(np.minimum(x, -1.0)))
+        high = x >= -1.0
+        if high.any():
+            out[high] = np.log(-np.expm1(np.minimum(x[high], 0.0)))
+    return out
 
 
 def logaddexp(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -72,20 +73,6 @@ def gaussian_logsf(x: np.ndarray, scale: float) -> np.ndarray:
     return special.log_ndtr(-(np.asarray(x, dtype=np.float64) / scale))
 
 
-def integer_valued(values: np.ndarray) -> bool:
-    """Whether every entry of a numeric array is a whole number."""
-    if values.dtype.kind in "iub":
-        return True
-    return bool(np.all(values == np.round(values)))
-
-
-def gap_table(function, largest_gap: int) -> np.ndarray | None:
-    """``function`` evaluated at the integer gaps 0..largest_gap, or None when that is too many."""
-    if largest_gap > _MAX_TABLE:
-        return None
-    return function(np.arange(largest_gap + 1, dtype=np.float64))
-
-
 def runner_up_gaps(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Gaps ``n_{i*} - n_j`` of every class to the plurality class ``i* = argmax`` (first on ties).
 
@@ -112,16 +99,6 @@ def check_positive(name: str, value: float) -> float:
         raise PateError(f"Expected {name}={value!r} > 0.") from None
     if not math.isfinite(number) or number <= 0:
         raise PateError(f"Expected {name}={value} > 0.")
-    return number
-
-
-def check_finite(name: str, value: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise PateError(f"Expected {name}={value!r} to be a finite number.") from None
-    if not math.isfinite(number):
-        raise PateError(f"Expected {name}={value} to be a finite number.")
     return number
 
 

@@ -16,12 +16,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from pate.accounting._numerics import (
     check_delta,
     check_positive,
     check_votes,
+    gaussian_logsf,
     log1mexp,
     logaddexp,
 )
@@ -119,6 +120,8 @@ def logq0_gnmax(sigma: float, order: float) -> float:
                 f"smooth sensitivity: no ln q0 above -10000 at sigma={sigma}, order={order}"
             )
         lower *= 1.5
+    from scipy import optimize  # imported here: it is slow to import and needed only here
+
     root = optimize.brentq(excess, lower, upper, xtol=2e-12)
     return float(root)
 
@@ -172,8 +175,12 @@ class _GnmaxCurve:
         logq = np.asarray(logq, dtype=np.float64)
         logq = np.where((self.logq1 <= logq) & (logq <= self.logq0), self.logq1, logq)
         here = self.rdp(logq)
-        up = self.rdp(_log_bu(logq, self.sigma, self.num_classes))
-        down = self.rdp(_log_bl(logq, self.sigma, self.num_classes))
+        log_m1 = math.log(self.num_classes - 1)
+        with np.errstate(divide="ignore"):
+            quantile = special.ndtri_exp(logq - log_m1)
+            shift = math.sqrt(2) / self.sigma
+            up = self.rdp(np.minimum(log_m1 + special.log_ndtr(quantile + shift), 0.0))
+            down = self.rdp(log_m1 + special.log_ndtr(quantile - shift))
         return np.maximum(up - here, here - down)
 
     @functools.cached_property
@@ -231,26 +238,80 @@ class GnmaxSensitivityPaths:
         return np.where(has_tail[:, None], np.maximum(out, tail_value), out)
 
 
-def _water_fill(rest: np.ndarray, distances: np.ndarray) -> np.ndarray:
-    """The other classes' votes after ``d`` times taking one vote from the current largest of them.
+class _TailTable:
+    """``ln Pr[N(0, 2 sigma^2) >= g]`` for the integer gaps g = 0..largest (and linear values)."""
 
-    ``rest`` (Q, m-1) sorted in non-increasing order; ``distances`` (D,) -> (Q, D, m-1). The result is
-    the multiset that repeated "decrement the maximum" produces: the k largest entries are levelled to
-    share ``S_k - d`` votes as evenly as possible, with k the smallest count for which the level stays
-    at or above the next entry.
+    def __init__(self, sigma: float, largest: int) -> None:
+        scale = math.sqrt(2 * sigma**2)
+        self.largest = largest
+        self.log = gaussian_logsf(np.arange(largest + 1, dtype=np.float64), scale)
+        # In linear space when no entry underflows (then sums need no shift).
+        self.linear = np.exp(self.log) if self.log[-1] > -700.0 else None
+
+    def logq(self, gaps, smallest: np.ndarray, cap: float) -> np.ndarray:
+        """``ln sum_j Pr[N >= gaps_j]`` over an iterable of gap arrays; ``smallest`` is the least gap."""
+        if self.linear is not None:
+            total = None
+            for gap in gaps:
+                term = self.linear[np.clip(gap, 0, self.largest)]
+                total = term if total is None else total + term
+            return np.minimum(np.log(total), cap)
+        top = self.log[np.clip(smallest, 0, self.largest)]
+        total = None
+        for gap in gaps:
+            term = np.exp(np.maximum(self.log[np.clip(gap, 0, self.largest)] - top, -708.0))
+            total = term if total is None else total + term
+        return np.minimum(top + np.log(total), cap)
+
+
+def _left_logq(
+    top: np.ndarray, rest: np.ndarray, distances: np.ndarray, table: _TailTable, cap: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """ln q after d steps to the left, for every query (rows) and distance (columns).
+
+    Each step moves one vote from the current largest other class to the leader. ``rest`` (Q, m-1) is
+    sorted in non-increasing order. After d steps the k largest other counts are levelled to share
+    ``S_k - d`` votes as evenly as possible (``level`` or ``level + 1``), k the smallest count whose
+    level stays at or above the next count; the leader has ``top + d``. Returns (ln q, largest other
+    count), both (Q, D).
     """
     num_rest = rest.shape[1]
     cumulative = np.cumsum(rest, axis=1)
     following = np.concatenate([rest[:, 1:], np.zeros((rest.shape[0], 1), rest.dtype)], axis=1)
     cost = cumulative - np.arange(1, num_rest + 1) * following  # non-decreasing in k
-    d = distances[None, :, None]
-    k = 1 + np.sum(cost[:, None, :] < d, axis=2)  # (Q, D)
-    k = np.minimum(k, num_rest)
+    k = 1 + np.sum(cost.T[:, :, None] < distances[None, None, :], axis=0)  # (Q, D)
+    np.minimum(k, num_rest, out=k)
     shared = np.take_along_axis(cumulative, k - 1, axis=1) - distances[None, :]
     level, extra = np.divmod(shared, k)
-    position = np.arange(num_rest)[None, None, :]
-    levelled = level[..., None] + (position < extra[..., None])
-    return np.where(position < k[..., None], levelled, rest[:, None, :])
+    leader = top[:, None] + distances[None, :]
+
+    def gaps():
+        for j in range(num_rest):
+            value = np.where(j < k, level + (j < extra), rest[:, j, None])
+            yield leader - value
+
+    largest_other = level + (extra > 0)
+    return table.logq(gaps(), leader - largest_other, cap), largest_other
+
+
+def _right_logq(
+    top: np.ndarray, rest: np.ndarray, distances: np.ndarray, table: _TailTable, cap: float
+) -> np.ndarray | None:
+    """ln q after d steps to the right (one vote from the leader to the runner-up per step), (Q, D).
+
+    None when the runner-up would overtake the leader within these distances (the caller then
+    evaluates the histograms directly).
+    """
+    gap_first = (top - rest[:, 0])[:, None] - 2 * distances[None, :]
+    if gap_first.min() < 0:
+        return None
+
+    def gaps():
+        yield gap_first
+        for j in range(1, rest.shape[1]):
+            yield (top - rest[:, j])[:, None] - distances[None, :]
+
+    return table.logq(gaps(), gap_first, cap)
 
 
 def _paths(
@@ -270,6 +331,8 @@ def _paths(
     num_queries, num_classes = sorted_votes.shape
     top = sorted_votes[:, 0]
     rest = sorted_votes[:, 1:]
+    cap = math.log(1 - (1 / num_classes))
+    table = _TailTable(curve.sigma, int(2 * num_teachers))
     stops = np.zeros(num_queries, dtype=np.int64)
     queries = [np.arange(num_queries)]
     distances_out = [np.zeros(num_queries, dtype=np.int64)]
@@ -280,17 +343,15 @@ def _paths(
         block = int(min(block, max(1, 4_000_000 // (active.size * num_classes))))
         distances = np.arange(start, start + block)
         if go_left:
-            new_rest = _water_fill(rest[active], distances)
-            new_top = top[active, None] + distances[None, :]
+            logq, largest_other = _left_logq(top[active], rest[active], distances, table, cap)
+            carry_on = (logq > curve.logq0) & (largest_other > 0)
         else:
-            new_rest = np.repeat(rest[active, None, :], block, axis=1)
-            new_rest[..., 0] += distances[None, :]
-            new_top = top[active, None] - distances[None, :]
-        states = np.concatenate([new_top[..., None], new_rest], axis=2)
-        logq = _logq_gaussian(states, curve.sigma)
-        if go_left:
-            carry_on = (logq > curve.logq0) & (new_rest.max(axis=2) > 0)
-        else:
+            logq = _right_logq(top[active], rest[active], distances, table, cap)
+            if logq is None:
+                states = np.repeat(sorted_votes[active, None, :], block, axis=1)
+                states[..., 0] -= distances[None, :]
+                states[..., 1] += distances[None, :]
+                logq = _logq_gaussian(states, curve.sigma)
             carry_on = logq < curve.logq1
         carry_on &= distances[None, :] < num_teachers - 1
         finished = ~carry_on.all(axis=1)
@@ -340,7 +401,8 @@ def local_sensitivity_paths_gnmax(
         distance = np.concatenate([p[1] for p in parts])
         path_logq = np.concatenate([p[2] for p in parts])
         order_of_entries = np.lexsort((distance, query))
-        values = curve.local_sensitivity(path_logq[order_of_entries])
+        unique, inverse = np.unique(path_logq[order_of_entries], return_inverse=True)
+        values = curve.local_sensitivity(unique)[inverse]
     else:
         values = np.empty(0)
     lengths = stops + 1

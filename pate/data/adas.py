@@ -189,48 +189,40 @@ def build_adas(out_dir: str | Path, *, config: AdasConfig = AdasConfig()) -> dic
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     root = np.random.SeedSequence(config.seed)
-    private_rng, public_rng, test_rng = (np.random.default_rng(s) for s in root.spawn(3))
-    common = dict(
-        num_classes=len(ACTIONS), class_names=ACTIONS, feature_names=FEATURES, name="adas"
+    rngs = dict(
+        zip(("private", "public", "test"), map(np.random.default_rng, root.spawn(3)), strict=True)
     )
+    fleets = {
+        "private": (config.vehicles, 0),
+        "public": (config.public_vehicles, 1_000_000),
+        "test": (config.test_vehicles, 2_000_000),
+    }
     paths = {}
-
-    features, labels, ids = generate_fleet(
-        config.vehicles, first_id=0, rng=private_rng, config=config
-    )
-    paths["private"] = out_dir / "private.h5"
-    write_dataset(
-        paths["private"],
-        Dataset(features, labels, ids, split="private", **common),
-        private=True,
-    )
-
-    features, labels, ids = generate_fleet(
-        config.public_vehicles, first_id=1_000_000, rng=public_rng, config=config
-    )
-    paths["public"] = out_dir / "public.h5"
-    write_dataset(
-        paths["public"],
-        Dataset(
-            features,
-            None,
-            ids,
-            split="public",
-            extra_attrs={
-                "evaluation_labels_note": "ground truth "
-                "kept for experiments only; never used by the pipeline"
-            },
-            **common,
-        ),
-    )
-    import h5py
-
-    with h5py.File(paths["public"], "a") as handle:
-        handle.create_dataset("evaluation_labels", data=labels)
-
-    features, labels, ids = generate_fleet(
-        config.test_vehicles, first_id=2_000_000, rng=test_rng, config=config
-    )
-    paths["test"] = out_dir / "test.h5"
-    write_dataset(paths["test"], Dataset(features, labels, ids, split="test", **common))
+    for split, (vehicles, first_id) in fleets.items():
+        features, labels, ids = generate_fleet(
+            vehicles, first_id=first_id, rng=rngs[split], config=config
+        )
+        public = split == "public"
+        attrs = {"unit_of_privacy": "individual"}
+        if public:
+            attrs["evaluation_labels_note"] = (
+                "ground truth kept for experiments only; never used to train or answer"
+            )
+        paths[split] = out_dir / f"{split}.h5"
+        write_dataset(
+            paths[split],
+            Dataset(
+                features,
+                None if public else labels,
+                ids,
+                num_classes=len(ACTIONS),
+                class_names=ACTIONS,
+                feature_names=FEATURES,
+                name="adas",
+                split=split,
+                extra_attrs=attrs,
+            ),
+            private=split == "private",
+            extra_arrays={"evaluation_labels": labels} if public else None,
+        )
     return paths

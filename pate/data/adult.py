@@ -313,6 +313,7 @@ def build_adult(out_dir: str | Path, *, source_dir: str | Path | None = None) ->
             "split_note": f"PATE 2018 split: private = adult.data ({n_train}); public = "
             f"adult.test[:{public_size}] (unlabeled); test = adult.test[{public_size}:]",
             "individual_note": record_individual_note(parts, "UCI Adult"),
+            "unit_of_privacy": "record",
             "scaling_note": "numerical columns standardised with the mean and std of the public "
             "split (never of the private data); one-hot over the adult.names categories; '?' "
             "(missing) is all zeros in its group",

@@ -83,5 +83,6 @@ def build_fashion_mnist(
             "split_note": "PATE MNIST-style split: private = the 60,000 training images; "
             "public = test[:9000] (unlabeled); test = test[9000:]",
             "individual_note": record_individual_note(parts, "Fashion-MNIST"),
+            "unit_of_privacy": "record",
         },
     )

@@ -360,6 +360,7 @@ def import_table(
             f"(records: {counts['private']} private, {counts['public']} public, "
             f"{counts['test']} test)",
             "individual_note": note,
+            "unit_of_privacy": "record" if records_are_individuals else "individual",
         },
     )
 

@@ -153,5 +153,6 @@ def build_mnist(out_dir: str | Path, *, source_dir: str | Path | None = None) ->
             "split_note": "PATE split: private = the 60,000 training images; public = test[:9000] "
             "(unlabeled); test = test[9000:]",
             "individual_note": record_individual_note(parts, "MNIST"),
+            "unit_of_privacy": "record",
         },
     )
