@@ -5,10 +5,9 @@ Isolation (design rule 2; the property behind the sensitivity of Papernot et al.
 configuration only (model, training config, the padded length ``max_n``, the teacher count, and for the
 ``public`` strategy the extractor, itself a function of public data only). Concretely:
 
-* each teacher draws its batches from a permutation of *its own* rows: in epoch ``e`` row ``r`` sorts
-  by the ``r``-th uniform drawn from ``fold_in(fold_in(k_t, 1), e)``. With JAX's (default)
-  partitionable threefry that value depends on ``r`` alone, not on how far shards are padded (else
-  each row gets its own ``fold_in`` key);
+* each teacher draws its batches from a permutation of *its own* rows: in epoch ``e``, a random
+  order from the key ``fold_in(fold_in(k_t, 1), e)`` and the teacher's own size, which does not
+  depend on how far shards are padded (:func:`_shuffle_rows`);
 * a batch position past the teacher's size points at its own row 0 and weighs zero (its gradient is an
   exact zero), and updates after its last batch of an epoch are masked out, parameters and optimiser
   state kept bit for bit; so teacher ``t`` takes ``epochs * ceil(n_t / batch_size)`` steps: a fixed
@@ -419,6 +418,45 @@ def _keys_of(ids: jax.Array, seed: int) -> jax.Array:
     return jax.vmap(lambda t: jax.random.fold_in(base, t))(ids)
 
 
+#: Sorting rounds of :func:`_shuffle_rows`.
+SHUFFLE_ROUNDS = 2
+
+
+def _shuffle_rows(key: jax.Array, n: jax.Array, max_n: int) -> jax.Array:
+    """A uniformly random order of rows ``0..n-1``, then the padded rows ``n..max_n-1`` in order.
+
+    Each of :data:`SHUFFLE_ROUNDS` rounds sorts single ``uint32`` keys: a padding flag (bit 31), then
+    ``31 - b`` random bits, then the current position in the low ``b`` bits, where ``b`` is the bit
+    length of ``n - 1``; the sorted keys' low bits give the new arrangement. (XLA sorts one integer
+    operand several times faster than a float key with an index, which was a third of a small
+    vectorised teacher's epoch.) Ties in the random bits keep the previous round's order, so a pair of
+    rows stays in index order only if it ties in every round: about ``n**2 / 2 * 2**(-2 * (31 - b))``
+    such pairs per epoch, below 1/8 for shards of up to 32,768 rows.
+
+    Isolation: the random value at position ``p`` depends on ``key`` and ``p`` only (JAX's
+    partitionable threefry; else each position gets its own ``fold_in`` key), and ``b`` on the
+    teacher's own ``n``; so the order does not change when other shards pad ``max_n`` further.
+    """
+    positions = jnp.arange(max_n, dtype=jnp.uint32)
+    n = jnp.asarray(n, jnp.uint32)
+    valid = positions < n
+    width = 32 - jax.lax.clz(jnp.maximum(n, 2) - 1)  # bit length of n - 1 (at least 1)
+    low = (jnp.uint32(1) << width) - 1
+    arrangement = jnp.arange(max_n, dtype=jnp.int32)
+    for round_index in range(SHUFFLE_ROUNDS):
+        round_key = jax.random.fold_in(key, round_index)
+        if jax.config.jax_threefry_partitionable:
+            bits = jax.random.bits(round_key, (max_n,), jnp.uint32)
+        else:
+            bits = jax.vmap(lambda p: jax.random.bits(jax.random.fold_in(round_key, p)))(positions)
+        random = (bits >> (width + 1)) << width
+        keys = jnp.where(valid, random | positions, jnp.uint32(1 << 31) | positions)
+        ordered = jnp.sort(keys)
+        source = jnp.where(valid, ordered & low, ordered & jnp.uint32(0x7FFFFFFF))
+        arrangement = arrangement[source.astype(jnp.int32)]
+    return arrangement
+
+
 # ----------------------------------------------------------------------------------------------------
 # The functions of one teacher
 
@@ -466,20 +504,20 @@ def _teacher_functions_cached(
     def order(teacher_id, epoch, n):
         key = _keys_of(teacher_id[None], seed)[0]
         epoch_key = jax.random.fold_in(jax.random.fold_in(key, 1), epoch)
-        rows = jnp.arange(max_n)
-        if jax.config.jax_threefry_partitionable:
-            # Partitionable threefry (JAX's default): value r depends on the key and r only.
-            noise = jax.random.uniform(epoch_key, (max_n,))
-        else:
-            noise = jax.vmap(lambda r: jax.random.uniform(jax.random.fold_in(epoch_key, r)))(rows)
-        # Valid rows first, in the order of their own noise; padded rows sort last, in index order.
-        permutation = jnp.argsort(jnp.where(rows < n, noise, 2.0), stable=True)
+        permutation = _shuffle_rows(epoch_key, n, max_n)
         return jnp.concatenate([permutation, jnp.zeros(padding, permutation.dtype)])
 
     def loss_fn(params, x, y, weight):
         logits = model.apply({"params": params}, x)
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
         return jnp.sum(losses * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+    def update(params, opt_state, inputs, labels, valid, active):
+        loss, grads = jax.value_and_grad(loss_fn)(params, inputs, labels, valid.astype(jnp.float32))
+        params, opt_state = _masked_adam(
+            params, opt_state, grads, active, config.learning_rate, config.weight_decay
+        )
+        return params, opt_state, jnp.where(active, loss, 0.0)
 
     def step(params, opt_state, x, y, n, mean, std, row_order, batch):
         position = batch * batch_size + jnp.arange(batch_size)
@@ -488,26 +526,27 @@ def _teacher_functions_cached(
             valid, jax.lax.dynamic_slice(row_order, (batch * batch_size,), (batch_size,)), 0
         )
         inputs = preprocess(x[rows], scale, mean, std)
-        loss, grads = jax.value_and_grad(loss_fn)(
-            params, inputs, y[rows], valid.astype(jnp.float32)
-        )
-        active = batch * batch_size < n
-        params, opt_state = _masked_adam(
-            params, opt_state, grads, active, config.learning_rate, config.weight_decay
-        )
-        return params, opt_state, jnp.where(active, loss, 0.0)
+        return update(params, opt_state, inputs, y[rows], valid, batch * batch_size < n)
 
     def epoch(params, opt_state, x, y, n, mean, std, teacher_id, epoch_index):
-        row_order = order(teacher_id, epoch_index, n)
+        # The same batches as ``step`` (valid rows in this epoch's order, padding masked), gathered
+        # and normalised once per epoch rather than once per step.
+        position = jnp.arange(num_batches * batch_size)
+        valid = position < n
+        rows = jnp.where(valid, order(teacher_id, epoch_index, n), 0)
+        inputs = preprocess(x[rows], scale, mean, std)
+        batches = (
+            inputs.reshape(num_batches, batch_size, *inputs.shape[1:]),
+            y[rows].reshape(num_batches, batch_size),
+            valid.reshape(num_batches, batch_size),
+            jnp.arange(num_batches) * batch_size < n,
+        )
 
         def body(carry, batch):
-            p, o = carry
-            p, o, loss = step(p, o, x, y, n, mean, std, row_order, batch)
+            p, o, loss = update(*carry, *batch)
             return (p, o), loss
 
-        (params, opt_state), losses = jax.lax.scan(
-            body, (params, opt_state), jnp.arange(num_batches)
-        )
+        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), batches)
         return params, opt_state, losses.sum() / jnp.maximum(jnp.ceil(n / batch_size), 1)
 
     return _TeacherFunctions(init, order, step, epoch, num_batches, batch_size)
