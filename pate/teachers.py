@@ -448,7 +448,9 @@ def _shuffle_rows(key: jax.Array, n: jax.Array, max_n: int) -> jax.Array:
         if jax.config.jax_threefry_partitionable:
             bits = jax.random.bits(round_key, (max_n,), jnp.uint32)
         else:
-            bits = jax.vmap(lambda p: jax.random.bits(jax.random.fold_in(round_key, p)))(positions)
+            bits = jax.vmap(lambda p, k=round_key: jax.random.bits(jax.random.fold_in(k, p)))(
+                positions
+            )
         random = (bits >> (width + 1)) << width
         keys = jnp.where(valid, random | positions, jnp.uint32(1 << 31) | positions)
         ordered = jnp.sort(keys)

@@ -47,7 +47,9 @@ def test_batch_order_is_a_permutation_independent_of_padding(n, max_n):
     assert sorted(order[:n]) == list(range(n))
     assert list(order[n:]) == list(range(n, max_n))  # padded rows last, in index order
     # Padding further (another shard grew) leaves this teacher's order unchanged.
-    np.testing.assert_array_equal(np.asarray(shuffle(jax.random.key(3), n, max_n + 77))[:n], order[:n])
+    np.testing.assert_array_equal(
+        np.asarray(shuffle(jax.random.key(3), n, max_n + 77))[:n], order[:n]
+    )
 
 
 def test_batch_order_is_uniform():
