@@ -9,7 +9,7 @@ import pytest
 
 from pate.distill import student_model_config
 from pate.errors import PateError
-from pate.models import ModelConfig
+from pate.models import ModelConfig, Preprocessing, preprocess
 from pate.student import (
     MAX_FILTERED,
     StudentConfig,
@@ -245,3 +245,19 @@ def test_label_and_distill_gives_the_student_public_rows_and_released_labels_onl
     assert set(kwargs) == {"preprocessing"} and config.method == "vat"
     report = json.loads((tmp_path / "release" / "privacy.json").read_text())
     assert report["student"] == {"method": "vat", "model": "mlp", "steps": 20}
+
+
+def test_preprocessing_standardises_measurements_and_keeps_indicators() -> None:
+    rng = np.random.default_rng(0)
+    measurement = rng.normal(5.0, 2.0, 1000)
+    rare = (np.arange(1000) < 3).astype(np.float64)  # a one-hot column seen 3 times in 1000
+    constant = np.full(1000, 7.0)
+    features = np.stack([measurement, rare, constant], axis=1).astype(np.float32)
+    prep = Preprocessing.fit(features)
+    out = np.asarray(preprocess(features, prep.scale, prep.mean, prep.std))
+    assert abs(out[:, 0].mean()) < 1e-5 and abs(out[:, 0].std() - 1.0) < 1e-4
+    np.testing.assert_array_equal(out[:, 1], rare)  # not blown up to ~18
+    np.testing.assert_array_equal(out[:, 2], 0.0)
+    images = rng.integers(0, 256, (4, 3, 3, 1), dtype=np.uint8)
+    image_prep = Preprocessing.fit(images)
+    assert image_prep.scale == 1 / 255 and image_prep.mean.shape == (1, 1, 1)
