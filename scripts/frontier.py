@@ -6,9 +6,10 @@
 For each setting ``T,sigma1,sigma2,queries`` (``--setting``, repeatable; defaults per dataset below) it
 runs ``pate label-and-distill`` with the given trained teachers (the votes are computed once and shared),
 then the paper-convention analysis of :mod:`reproduce_pate2018`, and records the student's test accuracy
-with three epsilons at delta = 1e-5 (paper orders; classic conversion unless ``--conversion improved``): the ledger's data-dependent
-value (realised cost, discrete-noise bounds), the paper-convention value plus the smooth-sensitivity
-release cost, and the data-independent value. It writes ``frontier.json`` and ``frontier.png`` (the
+with three epsilons at delta = 1e-5 (paper orders; classic conversion unless ``--conversion
+improved``): the ledger's data-dependent value (realised cost, discrete-noise bounds), the
+paper-convention value plus the smooth-sensitivity release cost, and the data-independent value. It
+writes ``frontier.json`` and ``frontier.png`` (the
 three epsilons of each setting on one row, the paper's published points marked) into ``--out``.
 
 The student is the pipeline's default (``--student-method auto``); ``--student-steps`` trades its
