@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import compare_students  # noqa: E402
 import frontier  # noqa: E402
 import reproduce_pate2018  # noqa: E402
 
@@ -75,6 +76,16 @@ def test_fast_reproduction_on_real_mnist(tmp_path, capsys) -> None:
         assert 0 <= r["student_accuracy"] <= 1
     assert json.loads((tmp_path / "frontier" / "frontier.json").read_text()) == rows
     assert (tmp_path / "frontier" / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # Both student methods on the reproduction's released labels.
+    compared = compare_students.main(
+        [
+            "--release", str(work / "release"), "--data", str(work / "data"),
+            "--model", "mlp", "--hidden", "32", "--steps", "60",
+        ]
+    )  # fmt: skip
+    assert [r["method"] for r in compared] == ["supervised", "vat"]
+    assert all(0.1 < r["test_accuracy"] <= 1 for r in compared)
 
 
 def test_table_puts_the_paper_row_beside_ours() -> None:
