@@ -8,7 +8,7 @@
   ``num_classes`` (logits). On 28x28x1 inputs: 832 + 51,264 + 803,072 + 2,570 = 857,738 parameters.
 * ``cnn-medium``: the same shape at half the width (conv 16, conv 32, dense 128): 416 + 12,832 +
   200,832 + 1,290 = 215,370 parameters on 28x28x1, about a quarter of the ``cnn``'s arithmetic; the
-  student's default for images (as accurate as the ``cnn`` student with VAT here, BENCHMARKS.md).
+  student's default for images (98.7% on MNIST with VAT, BENCHMARKS.md).
 * ``cnn-small``: the same shape at a quarter of the width (conv 8, conv 16, dense 64), for fast runs:
   208 + 3,216 + 50,240 + 650 = 54,314 parameters on 28x28x1.
 
