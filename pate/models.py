@@ -168,15 +168,42 @@ class Preprocessing:
         kept as they are: standardising an indicator of frequency ``p`` multiplies its ones by about
         ``1 / sqrt(p)`` (30 for a category seen once in a thousand records), which measurably hurt
         both teachers and student on UCI Adult (BENCHMARKS.md)."""
+        features = np.asarray(features)
+        scale, mean, std = cls.fit_stacked(features[None], np.array([len(features)]))
+        return cls(scale, mean[0], std[0])
+
+    @staticmethod
+    def fit_stacked(
+        features: np.ndarray, sizes: np.ndarray, block: int = 16
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        """:meth:`fit` of each of ``T`` stacked sets at once: ``features`` (T, N, ...) of which the
+        first ``sizes[t]`` rows are set ``t``'s (the rest is padding and is ignored). Returns
+        ``(scale, mean (T, ...), std (T, ...))``; set ``t``'s constants depend on its own rows only.
+        Works through ``block`` sets at a time to bound the temporaries."""
+        count = len(features)
         if features.dtype.kind in ("u", "i"):
-            shape = (1,) * (features.ndim - 1)
-            return cls(1.0 / 255.0, np.zeros(shape, np.float32), np.ones(shape, np.float32))
-        mean = features.mean(axis=0).astype(np.float32)
-        std = features.std(axis=0).astype(np.float32)
-        indicator = np.all((features == 0) | (features == 1), axis=0)
-        mean = np.where(indicator, 0.0, mean).astype(np.float32)
-        std = np.where(indicator | (std <= 1e-6), 1.0, std).astype(np.float32)
-        return cls(1.0, mean, std)
+            shape = (count,) + (1,) * (features.ndim - 2)
+            return 1.0 / 255.0, np.zeros(shape, np.float32), np.ones(shape, np.float32)
+        means, stds = [], []
+        for first in range(0, count, block):
+            x = features[first : first + block]
+            n = np.asarray(sizes[first : first + block])
+            valid = (np.arange(x.shape[1]) < n[:, None]).reshape(
+                n.shape + (x.shape[1],) + (1,) * (x.ndim - 2)
+            )
+            rows = np.maximum(n, 1).astype(np.float64).reshape((-1,) + (1,) * (x.ndim - 2))
+            mean = np.where(valid, x, 0).sum(axis=1, dtype=np.float64) / rows
+            var = (
+                np.square(np.where(valid, x - mean[:, None].astype(x.dtype), 0)).sum(
+                    axis=1, dtype=np.float64
+                )
+                / rows
+            )
+            std = np.sqrt(var)
+            indicator = np.all(~valid | (x == 0) | (x == 1), axis=1)
+            means.append(np.where(indicator, 0.0, mean).astype(np.float32))
+            stds.append(np.where(indicator | (std <= 1e-6), 1.0, std).astype(np.float32))
+        return 1.0, np.concatenate(means), np.concatenate(stds)
 
 
 def preprocess(features, scale, mean, std):  # noqa: ANN001 (NumPy or JAX arrays)

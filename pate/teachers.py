@@ -370,14 +370,7 @@ def load_shards(path: str | os.PathLike, teachers: Sequence[int] | None = None) 
 
 def fit_teacher_preprocessing(shards: Shards) -> tuple[float, np.ndarray, np.ndarray]:
     """Per-teacher normalisation fitted on each teacher's own rows only: (scale, mean (T,...), std)."""
-    means, stds = [], []
-    scale = 1.0
-    for t in range(shards.num_teachers):
-        prep = Preprocessing.fit(shards.features[t, : shards.sizes[t]])
-        scale = prep.scale
-        means.append(prep.mean)
-        stds.append(prep.std)
-    return scale, np.stack(means), np.stack(stds)
+    return Preprocessing.fit_stacked(shards.features, shards.sizes)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -998,6 +991,7 @@ def _feature_dtype(shards: Shards | ShardsFile) -> np.dtype:
     return shards.features.dtype
 
 
+@functools.lru_cache(maxsize=64)
 def _parameter_count(model: ModelConfig) -> int:
     dummy = jnp.zeros((1, *model.input_shape), jnp.float32)
     shapes = jax.eval_shape(lambda: model.build().init(jax.random.key(0), dummy))
