@@ -30,7 +30,7 @@ for folder in (ROOT, ROOT / "scripts"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from reproduce_pate2018 import Setting, pate, privacy_analysis  # noqa: E402
+from reproduce_pate2018 import Setting, privacy_analysis, run_label_and_distill  # noqa: E402
 
 #: Published points: (epsilon, accuracy, label, label offset in points). PATE 2017 Table 1 (LNMax,
 #: moments accountant) and PATE 2018 Table 1 (Confident-GNMax, data-dependent epsilon), delta = 1e-5.
@@ -89,37 +89,15 @@ def run_setting(
     (work / "workspace").mkdir(parents=True, mode=0o700)
     if votes is not None:
         shutil.copy2(votes, work / "workspace" / "votes.h5")
-    seed = () if noise_seed is None else ("--noise-seed", noise_seed)
     start = time.perf_counter()
-    result = pate(
-        "label-and-distill",
+    result = run_label_and_distill(
+        setting,
         teachers,
-        "--public",
-        data / "public.h5",
-        "--workspace",
-        work / "workspace",
-        "--out",
-        work / "release",
-        "--aggregator",
-        "confident-gnmax",
-        "--threshold",
-        setting.threshold,
-        "--sigma1",
-        setting.sigma1,
-        "--sigma2",
-        setting.sigma2,
-        "--max-queries",
-        setting.queries,
-        "--max-epsilon",
-        setting.max_epsilon,
-        "--orders",
-        "paper",
-        "--conversion",
-        conversion,
-        "--test",
-        data / "test.h5",
-        *seed,
-        *student_args,
+        data,
+        work,
+        noise_seed=noise_seed,
+        student_args=student_args,
+        conversion=conversion,
     )
     analysis = privacy_analysis(work / "workspace", setting, result["queries_seen"])
     return {

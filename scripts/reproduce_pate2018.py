@@ -202,6 +202,30 @@ def privacy_analysis(workspace: Path, setting: Setting, considered: int) -> dict
     }
 
 
+def run_label_and_distill(
+    setting: Setting,
+    teachers_dir: Path,
+    data: Path,
+    work: Path,
+    *,
+    noise_seed: int | None,
+    student_args: tuple[str, ...] = (),
+    conversion: str = "classic",
+) -> dict:
+    """``pate label-and-distill`` of ``setting`` (Confident-GNMax, paper orders) into ``work``."""
+    seed_args = () if noise_seed is None else ("--noise-seed", noise_seed)
+    return pate(
+        "label-and-distill", teachers_dir,
+        "--public", data / "public.h5", "--test", data / "test.h5",
+        "--workspace", work / "workspace", "--out", work / "release",
+        "--aggregator", "confident-gnmax", "--threshold", setting.threshold,
+        "--sigma1", setting.sigma1, "--sigma2", setting.sigma2,
+        "--max-queries", setting.queries, "--max-epsilon", setting.max_epsilon,
+        "--delta", setting.delta, "--orders", "paper", "--conversion", conversion,
+        *seed_args, *setting.student_args, *student_args,
+    )  # fmt: skip
+
+
 def reproduce(
     dataset: str,
     *,
@@ -243,39 +267,13 @@ def reproduce(
                 f"{setting.teachers} for this setting"
             )
         teacher_accuracy = float(teachers.accuracy.mean())
-    seed_args = () if noise_seed is None else ("--noise-seed", noise_seed)
-    distill = pate(
-        "label-and-distill",
+    distill = run_label_and_distill(
+        setting,
         teachers_dir,
-        "--public",
-        data / "public.h5",
-        "--workspace",
-        work / "workspace",
-        "--out",
-        work / "release",
-        "--aggregator",
-        "confident-gnmax",
-        "--threshold",
-        setting.threshold,
-        "--sigma1",
-        setting.sigma1,
-        "--sigma2",
-        setting.sigma2,
-        "--max-queries",
-        setting.queries,
-        "--max-epsilon",
-        setting.max_epsilon,
-        "--delta",
-        setting.delta,
-        "--orders",
-        "paper",
-        "--conversion",
-        "classic",
-        "--test",
-        data / "test.h5",
-        *seed_args,
-        *setting.student_args,
-        *student_args,
+        data,
+        work,
+        noise_seed=noise_seed,
+        student_args=student_args,
     )
     considered = distill["queries_seen"]
     analysis = privacy_analysis(work / "workspace", setting, considered)
