@@ -31,17 +31,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--hidden", default=None, help="MLP widths, e.g. 256,256")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps")
     args = parser.parse_args(argv)
+    from pate.errors import PateError
 
-    import h5py
+    try:
+        return compare(args)
+    except PateError as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+def compare(args: argparse.Namespace) -> list[dict]:
+    """Train and evaluate one student per method (see the module docstring)."""
     import numpy as np
 
     from pate.distill import student_model_config
-    from pate.io import read_dataset
+    from pate.errors import PateError
+    from pate.io import open_h5, read_dataset
     from pate.student import StudentConfig, fit_student
 
     public = read_dataset(args.data / "public.h5")
     test = read_dataset(args.data / "test.h5", require_labels=True)
-    with h5py.File(args.release / "labels.h5", "r") as handle:
+    with open_h5(args.release / "labels.h5", "released labels") as handle:
+        if "query_index" not in handle or "labels" not in handle:
+            raise PateError(
+                f"{args.release / 'labels.h5'}: expected datasets query_index and labels "
+                "(a release written by pate label-and-distill)"
+            )
         query_ids = handle["query_index"][:]
         labels = handle["labels"][:].astype(np.int64)
     hidden = tuple(int(w) for w in args.hidden.split(",")) if args.hidden else None

@@ -117,3 +117,8 @@ def test_table_puts_the_paper_row_beside_ours() -> None:
     assert lines["student accuracy"].split()[-4:] == ["98.5%", "98.0%", "(vat,", "cnn-medium)"]
     assert lines["eps data-dependent (paper convention)"].split()[-2:] == ["1.970", "1.400"]
     assert "NOT private" not in text
+
+
+def test_compare_students_names_the_missing_file(tmp_path) -> None:
+    with pytest.raises(SystemExit, match=r"^error: .*public\.h5: no such dataset file"):
+        compare_students.main(["--release", str(tmp_path), "--data", str(tmp_path)])
