@@ -33,6 +33,7 @@ from pate.io import (
     ensure_private_dir,
     open_h5,
     read_dataset,
+    require_format,
 )
 from pate.labeling import (
     LEDGER_FILE,
@@ -308,6 +309,13 @@ def write_labels(path: Path, ids: np.ndarray, labels: np.ndarray, class_names) -
                 handle.attrs["class_names"] = list(class_names)
             handle.create_dataset("query_index", data=ids)
             handle.create_dataset("labels", data=labels)
+
+
+def read_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """The released labels written by :func:`write_labels`: (public query indices, labels)."""
+    with open_h5(path, "released labels file") as handle:
+        require_format(handle, path, LABELS_FORMAT)
+        return handle["query_index"][:].astype(np.int64), handle["labels"][:].astype(np.int64)
 
 
 def _release_record(release_dir: Path) -> tuple[str, int, int, str] | None:

@@ -41,23 +41,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def compare(args: argparse.Namespace) -> list[dict]:
     """Train and evaluate one student per method (see the module docstring)."""
-    import numpy as np
-
-    from pate.distill import student_model_config
-    from pate.errors import PateError
-    from pate.io import open_h5, read_dataset
+    from pate.distill import read_labels, student_model_config
+    from pate.io import read_dataset
     from pate.student import StudentConfig, fit_student
 
     public = read_dataset(args.data / "public.h5")
     test = read_dataset(args.data / "test.h5", require_labels=True)
-    with open_h5(args.release / "labels.h5", "released labels") as handle:
-        if "query_index" not in handle or "labels" not in handle:
-            raise PateError(
-                f"{args.release / 'labels.h5'}: expected datasets query_index and labels "
-                "(a release written by pate label-and-distill)"
-            )
-        query_ids = handle["query_index"][:]
-        labels = handle["labels"][:].astype(np.int64)
+    query_ids, labels = read_labels(args.release / "labels.h5")
     hidden = tuple(int(w) for w in args.hidden.split(",")) if args.hidden else None
     model = student_model_config(args.model, public.feature_shape, test.num_classes, hidden=hidden)
     steps = {"steps": args.steps} if args.steps else {}

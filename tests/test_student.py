@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import inspect
 
+import h5py
 import numpy as np
 import pytest
 
-from pate.distill import student_model_config
+from pate.distill import read_labels, student_model_config, write_labels
 from pate.errors import PateError
 from pate.models import ModelConfig, Preprocessing, preprocess
 from pate.student import (
@@ -261,3 +262,19 @@ def test_preprocessing_standardises_measurements_and_keeps_indicators() -> None:
     images = rng.integers(0, 256, (4, 3, 3, 1), dtype=np.uint8)
     image_prep = Preprocessing.fit(images)
     assert image_prep.scale == 1 / 255 and image_prep.mean.shape == (1, 1, 1)
+
+
+def test_released_labels_round_trip_and_other_files_are_refused(tmp_path) -> None:
+
+    write_labels(tmp_path / "labels.h5", np.array([3, 0, 7]), np.array([1, 0, 2]), ("a", "b", "c"))
+    ids, labels = read_labels(tmp_path / "labels.h5")
+    np.testing.assert_array_equal(ids, [3, 0, 7])
+    np.testing.assert_array_equal(labels, [1, 0, 2])
+    with h5py.File(tmp_path / "other.h5", "w") as handle:
+        handle.attrs["format"] = "pate-dataset"
+    with pytest.raises(
+        PateError, match="attribute 'format' is 'pate-dataset', expected 'pate-labels'"
+    ):
+        read_labels(tmp_path / "other.h5")
+    with pytest.raises(PateError, match="no such released labels file"):
+        read_labels(tmp_path / "missing.h5")
