@@ -109,12 +109,13 @@ from cli.common import POSITIVE_FLOAT, console, echo_json, progress_bar
 )
 @click.option(
     "--student-method",
-    type=click.Choice(["auto", "supervised", "vat"]),
+    type=click.Choice(["auto", "supervised", "self-train", "vat"]),
     default="auto",
     show_default=True,
-    help="supervised: the answered rows only; vat: semi-supervised on the answered rows and the "
-    "whole public set (virtual adversarial training). auto: vat for images, supervised for tabular "
-    "data (measured, see BENCHMARKS.md).",
+    help="supervised: the answered rows only; self-train: an ensemble fitted on the answered rows "
+    "labels the whole public set, the student learns from all of it; vat: semi-supervised on the "
+    "answered rows and the whole public set (virtual adversarial training). auto: vat for images, "
+    "self-train for tabular data (measured, see BENCHMARKS.md).",
 )
 @click.option(
     "--student-model",

@@ -152,8 +152,8 @@ def label_and_distill(
 
     The student is trained by :func:`pate.student.fit_student` on the public features, the released
     labels and the indices of the answered rows only (no teacher, vote or private record), with
-    ``student_method`` (``auto``, ``supervised`` or ``vat``; it replaces ``student_config.method``) and
-    the architecture ``student_model`` (see :func:`student_model_config`).
+    ``student_method`` (``auto``, ``supervised``, ``self-train`` or ``vat``; it replaces
+    ``student_config.method``) and the architecture ``student_model`` (see :func:`student_model_config`).
     """
     notes: list[str] = []
     teachers = load_teachers(teachers_dir)

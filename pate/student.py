@@ -10,9 +10,15 @@ Proposition 2.1). Using the *unanswered* public rows costs no privacy: they are 
 row was answered is itself part of the released output (Confident-GNMax charges the threshold check of
 every query, answered or not, PATE 2018 §4.1).
 
-Two methods (``StudentConfig.method``):
+Three methods (``StudentConfig.method``):
 
 * ``supervised``: AdamW on the answered rows only (the PATE 2017 supervised student).
+* ``self-train``: semi-supervised by ensemble self-training (pseudo-labelling; Lee 2013, "Pseudo-Label";
+  with an ensemble as the labeller). ``ensemble`` supervised models with different seeds are fitted on
+  the answered rows; the average of their class probabilities labels *every* public row; the released
+  student is one supervised model fitted on the whole pool with those labels. A released label that is
+  wrong (aggregator noise on a split vote) is outvoted by its neighbours in the pool rather than
+  memorised, and the student learns from all public rows, not only the answered ones.
 * ``vat``: semi-supervised, on the answered rows *and* the whole public pool, by virtual adversarial
   training with entropy minimisation (Miyato et al. 2018, "Virtual Adversarial Training", VAT+EntMin),
   the method of the PATE 2018 MNIST and SVHN students (§5). Per step: cross-entropy on a batch of
@@ -33,11 +39,14 @@ of ``scripts/reproduce_pate2018.py``): on MNIST (383 released labels, 9,000 publ
 ``vat`` reached 0.987 test accuracy against 0.867 for ``supervised``; on UCI Adult (493 labels, 8,140
 public rows, MLP 256-256) ``supervised`` reached 0.842 against 0.820 for ``vat`` (VAT assumes classes
 form clusters in the input space; on tabular data it only made the student smoother around noisy
-labels), so
-:func:`resolve_method` picks ``vat`` for images and ``supervised`` for tabular data.
+labels). ``self-train`` on the adas demo's labels (1,435 GNMax answers, 66% right, 13,817 public rows,
+MLP 64): 0.740-0.746 against 0.722-0.735 for ``supervised`` over three releases; on Adult at epsilon
+about 1 (217-244 labels) +0.0 to +0.3 points. So :func:`resolve_method` picks ``vat`` for images and
+``self-train`` for tabular data.
 
 Key tree (one ``seed``): ``root = key(seed)``; initialisation ``fold_in(root, 0)``; supervised: batch
-order of pass ``e`` ``fold_in(root, e + 1)``; vat: step ``s`` draws from ``fold_in(fold_in(root, 1), s)``.
+order of pass ``e`` ``fold_in(root, e + 1)``; self-train: member ``k`` is a supervised fit with seed
+:func:`member_seed` ``(seed, k)``, the final fit uses ``seed``; vat: step ``s`` draws from ``fold_in(fold_in(root, 1), s)``.
 
 The same trainer fits the non-private baseline (one model on all private data) that the demo reports.
 """
@@ -57,17 +66,17 @@ import optax
 from pate.errors import PateError
 from pate.models import ModelConfig, Preprocessing, preprocess
 
-STUDENT_METHODS = ("supervised", "vat")
+STUDENT_METHODS = ("supervised", "self-train", "vat")
 
 
 def resolve_method(method: str, feature_shape: tuple[int, ...]) -> str:
-    """``auto``: ``vat`` for images (features of shape (height, width, channels)), else ``supervised``.
+    """``auto``: ``vat`` for images (features of shape (height, width, channels)), else ``self-train``.
 
     The rule is the measurement of the module docstring: VAT helps where classes form clusters in the
-    input space (digits), and did not on the tabular sets we tried.
+    input space (digits), and did not on the tabular sets we tried, where ensemble self-training did.
     """
     if method == "auto":
-        return "vat" if len(feature_shape) == 3 else "supervised"
+        return "vat" if len(feature_shape) == 3 else "self-train"
     if method not in STUDENT_METHODS:
         raise PateError(
             f"Expected student method={method!r} in auto, {', '.join(STUDENT_METHODS)}."
@@ -97,6 +106,7 @@ class StudentConfig:
     shift: int = 2
     label_filter: float = 0.5
     filter_at: float = 0.05
+    ensemble: int = 5
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -126,6 +136,8 @@ class StudentConfig:
             raise PateError(f"Expected student label_filter={self.label_filter} in [0, 1].")
         if not 0.0 <= self.filter_at < 1.0:
             raise PateError(f"Expected student filter_at={self.filter_at} in [0, 1).")
+        if self.ensemble < 1:
+            raise PateError(f"Expected student ensemble={self.ensemble} >= 1.")
 
 
 @dataclass(frozen=True)
@@ -281,8 +293,8 @@ def fit_student(
     ``answered`` are the indices of the public rows that were answered and ``labels`` their released
     labels (same length). These, with the model and training configs, are the only inputs: no teacher,
     vote or private record can reach the student (see the module docstring for why that makes it
-    post-processing of the release). ``supervised`` trains on ``features[answered]`` only; ``vat`` also
-    learns from every other public row. Normalisation is fitted on ``features`` unless given.
+    post-processing of the release). ``supervised`` trains on ``features[answered]`` only; ``self-train``
+    and ``vat`` also learn from every other public row. Normalisation is fitted on ``features`` unless given.
     """
     features = np.asarray(features)
     answered = np.asarray(answered, dtype=np.int64)
@@ -305,7 +317,35 @@ def fit_student(
         return fit_model(
             features[answered], labels, model_config, config, preprocessing=preprocessing
         )
+    if config.method == "self-train":
+        return _fit_self_train(features, answered, labels, model_config, config, preprocessing)
     return _fit_vat(features, answered, labels, model_config, config, preprocessing)
+
+
+def member_seed(seed: int, member: int) -> int:
+    """Seed of self-training ensemble member ``member`` under the student seed ``seed``."""
+    return int(np.random.SeedSequence([seed, member]).generate_state(1)[0])
+
+
+def _fit_self_train(
+    features: np.ndarray,
+    answered: np.ndarray,
+    labels: np.ndarray,
+    model_config: ModelConfig,
+    config: StudentConfig,
+    preprocessing: Preprocessing,
+) -> TrainedModel:
+    """Ensemble self-training (module docstring): the public pool labelled by an ensemble fitted on
+    the released labels, then one model fitted on the whole pool. Inputs as :func:`fit_student`."""
+    probabilities = np.zeros((len(features), model_config.num_classes), np.float64)
+    for member in range(config.ensemble):
+        member_config = dataclasses.replace(config, seed=member_seed(config.seed, member))
+        model = fit_model(
+            features[answered], labels, model_config, member_config, preprocessing=preprocessing
+        )
+        probabilities += model.probabilities(features)
+    pseudo_labels = probabilities.argmax(axis=1)
+    return fit_model(features, pseudo_labels, model_config, config, preprocessing=preprocessing)
 
 
 def _translate(x: jax.Array, key: jax.Array, shift: int) -> jax.Array:

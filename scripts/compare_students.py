@@ -1,6 +1,6 @@
 """Which student for these labels: each student method trained on the same released labels.
 
-    python scripts/compare_students.py --release RUN/release --data DATA [--methods supervised,vat]
+    python scripts/compare_students.py --release RUN/release --data DATA [--methods supervised,self-train,vat]
 
 Reads the release's ``labels.h5`` (the answered public rows and their noisy labels), the public pool
 ``DATA/public.h5`` and the labelled ``DATA/test.h5``, trains one student per method with the pipeline's
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--release", type=Path, required=True, help="folder with labels.h5")
     parser.add_argument("--data", type=Path, required=True, help="folder with public.h5, test.h5")
-    parser.add_argument("--methods", default="supervised,vat")
+    parser.add_argument("--methods", default="supervised,self-train,vat")
     parser.add_argument("--model", default="auto", help="student architecture (auto, mlp, cnn...)")
     parser.add_argument("--hidden", default=None, help="MLP widths, e.g. 256,256")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps")

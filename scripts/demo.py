@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--out", default="demo-run", help="folder for everything the demo writes")
     parser.add_argument("--teachers", type=int, default=250)
     parser.add_argument("--vehicles", type=int, default=2500)
-    parser.add_argument("--sigma", type=float, default=40.0)
+    parser.add_argument("--sigma", type=float, default=60.0)
     parser.add_argument("--max-epsilon", type=float, default=3.0)
     parser.add_argument("--delta", type=float, default=1e-5)
     args = parser.parse_args()

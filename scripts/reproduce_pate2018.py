@@ -164,8 +164,11 @@ def train_baseline(data: Path, model, steps: int) -> float:
     return baseline.accuracy(test.features, test.labels)
 
 
-def privacy_analysis(workspace: Path, setting: Setting, considered: int) -> dict:
-    """The paper-convention epsilons of the votes actually answered (module docstring)."""
+def privacy_analysis(
+    workspace: Path, setting: Setting, considered: int, conversion: str = "classic"
+) -> dict:
+    """The paper-convention epsilons of the votes actually answered (module docstring), with the
+    given RDP-to-DP ``conversion`` (the paper's ``classic`` unless asked otherwise)."""
     import h5py
     import numpy as np
 
@@ -185,7 +188,7 @@ def privacy_analysis(workspace: Path, setting: Setting, considered: int) -> dict
         teachers=setting.teachers,
         delta=setting.delta,
         orders="paper",
-        conversion="classic",
+        conversion=conversion,
         smooth_sensitivity=True,
         answered=answered,
     )

@@ -77,14 +77,14 @@ def test_fast_reproduction_on_real_mnist(tmp_path, capsys) -> None:
     assert json.loads((tmp_path / "frontier" / "frontier.json").read_text()) == rows
     assert (tmp_path / "frontier" / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # Both student methods on the reproduction's released labels.
+    # All student methods on the reproduction's released labels.
     compared = compare_students.main(
         [
             "--release", str(work / "release"), "--data", str(work / "data"),
             "--model", "mlp", "--hidden", "32", "--steps", "60",
         ]
     )  # fmt: skip
-    assert [r["method"] for r in compared] == ["supervised", "vat"]
+    assert [r["method"] for r in compared] == ["supervised", "self-train", "vat"]
     assert all(0.1 < r["test_accuracy"] <= 1 for r in compared)
 
 

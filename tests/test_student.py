@@ -17,6 +17,7 @@ from pate.student import (
     _label_weights,
     _translate,
     fit_student,
+    member_seed,
     resolve_method,
 )
 
@@ -90,6 +91,49 @@ def test_supervised_student_ignores_the_unanswered_rows(band_task) -> None:
     np.testing.assert_array_equal(first.logits(test), second.logits(test))
 
 
+def test_self_training_labels_the_pool_by_the_ensemble_average(band_task, monkeypatch) -> None:
+    import pate.student
+
+    pool, _, _, _ = band_task
+    answered, labels = np.array([0, 1, 5, 9]), np.array([0, 1, 1, 0])
+    calls = []
+    real = pate.student.fit_model
+
+    def spy(features, fit_labels, model_config, config, *, preprocessing=None):
+        model = real(features, fit_labels, model_config, config, preprocessing=preprocessing)
+        calls.append((features, fit_labels, config.seed, model))
+        return model
+
+    monkeypatch.setattr(pate.student, "fit_model", spy)
+    config = StudentConfig(method="self-train", steps=30, ensemble=3, seed=7)
+    student = fit_student(pool, answered, labels, TABULAR, config)
+    *members, final = calls
+    assert [seed for _, _, seed, _ in members] == [member_seed(7, k) for k in range(3)]
+    assert len({seed for _, _, seed, _ in members}) == 3 and final[2] == 7
+    # Members see the answered rows and released labels only.
+    for features, fit_labels, _, _ in members:
+        np.testing.assert_array_equal(features, pool[answered])
+        np.testing.assert_array_equal(fit_labels, labels)
+    average = sum(model.probabilities(pool) for _, _, _, model in members) / 3
+    np.testing.assert_array_equal(final[0], pool)  # the final model: every public row
+    np.testing.assert_array_equal(final[1], average.argmax(axis=1))
+    assert student is final[3]
+
+
+def test_self_trained_student_learns_from_the_unanswered_rows(band_task) -> None:
+    pool, _, test, _ = band_task
+    config = StudentConfig(method="self-train", steps=50, ensemble=2)
+    answered, labels = np.array([0, 1]), np.array([0, 1])
+    moved = pool.copy()
+    moved[2:] += 3.0
+    prep = fit_student(pool, answered, labels, TABULAR, config).preprocessing
+    first = fit_student(pool, answered, labels, TABULAR, config, preprocessing=prep)
+    again = fit_student(pool, answered, labels, TABULAR, config, preprocessing=prep)
+    second = fit_student(moved, answered, labels, TABULAR, config, preprocessing=prep)
+    np.testing.assert_array_equal(first.logits(test), again.logits(test))
+    assert not np.array_equal(first.logits(test), second.logits(test))
+
+
 def test_vat_student_is_deterministic_per_seed(band_task) -> None:
     pool, _, test, _ = band_task
     answered, labels = np.array([0, 1]), np.array([0, 1])
@@ -148,9 +192,9 @@ def test_translate_moves_images_by_at_most_the_shift() -> None:
     np.testing.assert_array_equal(_translate(images, jax.random.key(0), 0), images)
 
 
-def test_resolve_method_picks_vat_for_images_only() -> None:
+def test_resolve_method_picks_vat_for_images_and_self_training_for_tables() -> None:
     assert resolve_method("auto", (28, 28, 1)) == "vat"
-    assert resolve_method("auto", (16,)) == "supervised"
+    assert resolve_method("auto", (16,)) == "self-train"
     assert resolve_method("supervised", (28, 28, 1)) == "supervised"
     with pytest.raises(PateError, match="method='fixmatch'"):
         resolve_method("fixmatch", (16,))
@@ -170,6 +214,7 @@ def test_student_model_config_for_images_and_tables() -> None:
     ("kwargs", "message"),
     [
         ({"method": "fixmatch"}, "method='fixmatch'"),
+        ({"ensemble": 0}, "ensemble=0"),
         ({"unlabeled_batch_size": 0}, "unlabeled_batch_size=0 >= 1"),
         ({"vat_epsilon": -1.0}, "vat_epsilon=-1.0 >= 0"),
         ({"ema_decay": 1.0}, r"ema_decay=1.0 in \[0, 1\)"),
