@@ -55,6 +55,13 @@ def test_fast_reproduction_on_real_mnist(tmp_path, capsys) -> None:
     assert row["baseline_accuracy"] > 0.85
     assert row["student_accuracy"] > 0.2  # 10 classes; the fast student is tiny
     assert row["private_noise"] is False  # seeded: an experiment
+    # The release column follows the requested conversion (frontier --conversion improved).
+    setting = reproduce_pate2018.FAST["mnist"]
+    workspace = tmp_path / "work" / "workspace"
+    classic = reproduce_pate2018.privacy_analysis(workspace, setting, 100)
+    improved = reproduce_pate2018.privacy_analysis(workspace, setting, 100, "improved")
+    assert classic["epsilon_with_release"] == pytest.approx(row["epsilon_with_release"], rel=1e-12)
+    assert improved["epsilon_with_release"] < classic["epsilon_with_release"]
     printed = capsys.readouterr().out
     assert "$ pate label-and-distill" in printed
     assert "queries answered" in printed and "NOT private" in printed
