@@ -41,12 +41,13 @@ public rows, MLP 256-256) ``supervised`` reached 0.842 against 0.820 for ``vat``
 form clusters in the input space; on tabular data it only made the student smoother around noisy
 labels). ``self-train`` on the adas demo's labels (1,435 GNMax answers, 66% right, 13,817 public rows,
 MLP 64): 0.740-0.746 against 0.715-0.733 for ``supervised`` over three releases; on Adult at epsilon
-about 1 (217-244 labels) within 0.3 points of ``supervised`` either way over ten releases. So :func:`resolve_method` picks ``vat`` for images and
-``self-train`` for tabular data.
+about 1 (217-244 labels) within 0.3 points of ``supervised`` either way over ten releases. So
+:func:`resolve_method` picks ``vat`` for images and ``self-train`` for tabular data.
 
 Key tree (one ``seed``): ``root = key(seed)``; initialisation ``fold_in(root, 0)``; supervised: batch
 order of pass ``e`` ``fold_in(root, e + 1)``; self-train: member ``k`` is a supervised fit with seed
-:func:`member_seed` ``(seed, k)``, the final fit uses ``seed``; vat: step ``s`` draws from ``fold_in(fold_in(root, 1), s)``.
+:func:`member_seed` ``(seed, k)``, the final fit uses ``seed``; vat: step ``s`` draws from
+``fold_in(fold_in(root, 1), s)``.
 
 The same trainer fits the non-private baseline (one model on all private data) that the demo reports.
 """
@@ -293,8 +294,9 @@ def fit_student(
     ``answered`` are the indices of the public rows that were answered and ``labels`` their released
     labels (same length). These, with the model and training configs, are the only inputs: no teacher,
     vote or private record can reach the student (see the module docstring for why that makes it
-    post-processing of the release). ``supervised`` trains on ``features[answered]`` only; ``self-train``
-    and ``vat`` also learn from every other public row. Normalisation is fitted on ``features`` unless given.
+    post-processing of the release). ``supervised`` trains on ``features[answered]`` only;
+    ``self-train`` and ``vat`` also learn from every other public row. Normalisation is fitted on
+    ``features`` unless given.
     """
     features = np.asarray(features)
     answered = np.asarray(answered, dtype=np.int64)
@@ -323,8 +325,9 @@ def fit_student(
 
 
 def member_seed(seed: int, member: int) -> int:
-    """Seed of self-training ensemble member ``member`` under the student seed ``seed``."""
-    return int(np.random.SeedSequence([seed, member]).generate_state(1)[0])
+    """Seed of self-training ensemble member ``member`` under the student seed ``seed`` (any integer;
+    distinct members and distinct seeds give distinct streams)."""
+    return int(np.random.SeedSequence([seed % 2**64, member]).generate_state(1)[0])
 
 
 def _fit_self_train(

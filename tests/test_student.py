@@ -120,6 +120,12 @@ def test_self_training_labels_the_pool_by_the_ensemble_average(band_task, monkey
     assert student is final[3]
 
 
+def test_member_seeds_are_distinct_and_accept_any_student_seed() -> None:
+    seeds = {member_seed(seed, k) for seed in (-3, -1, 0, 1, 2**40) for k in range(5)}
+    assert len(seeds) == 25
+    assert member_seed(-1, 0) == member_seed(-1, 0)
+
+
 def test_self_trained_student_learns_from_the_unanswered_rows(band_task) -> None:
     pool, _, test, _ = band_task
     config = StudentConfig(method="self-train", steps=50, ensemble=2)
