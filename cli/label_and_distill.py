@@ -130,6 +130,15 @@ from cli.common import POSITIVE_FLOAT, console, echo_json, progress_bar
     default=None,
     help="Student MLP widths (default: the teachers' for MLP teachers, else 256,256).",
 )
+@click.option(
+    "--student-balance",
+    type=click.FloatRange(min=0.0),
+    default=1.0,
+    show_default=True,
+    help="vat only: weight of the class-balance term (the divergence of the mean prediction on the "
+    "public pool from uniform; keeps a class with few answers from being absorbed by another). "
+    "Assumes the public pool's classes are about equally common; 0 turns it off.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of student training.")
 @click.option(
     "--test",
@@ -170,6 +179,7 @@ def command(
     student_model,
     student_steps,
     student_hidden,
+    student_balance,
     seed,
     test_path,
     batch_queries,
@@ -233,7 +243,9 @@ def command(
             budget=budget,
             noise_seed=noise_seed,
             test_path=test_path,
-            student_config=StudentConfig(steps=student_steps, seed=seed),
+            student_config=StudentConfig(
+                steps=student_steps, seed=seed, balance_weight=student_balance
+            ),
             student_method=student_method,
             student_model=student_model,
             student_hidden=parse_widths(student_hidden) if student_hidden else None,

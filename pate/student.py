@@ -24,7 +24,13 @@ Three methods (``StudentConfig.method``):
   the method of the PATE 2018 MNIST and SVHN students (§5). Per step: cross-entropy on a batch of
   released labels, plus on a batch of ``unlabeled_batch_size`` public rows the KL divergence
   between the prediction at ``x`` and at ``x + r_adv`` (``r_adv`` of L2 norm ``vat_epsilon`` in the
-  normalised input space, found by one power iteration), plus the entropy of the prediction at ``x``.
+  normalised input space, found by one power iteration), plus the entropy of the prediction at ``x``,
+  plus ``balance_weight`` times the KL divergence of the batch's mean prediction from the uniform
+  distribution (class balance, as in regularised information maximisation, Krause et al. 2010). The
+  balance term assumes the public pool's classes are about equally common; it stops the entropy term
+  from folding a class with few released labels into a neighbour (MNIST at epsilon about 1, 140 labels
+  with 10 nines: 95.6% without it, 29 of 90 test nines called 7; 98.4% with it; 132 labels: 98.6% and
+  98.7%).
   Images are shifted by up to ``shift`` pixels (labeled and unlabeled batches alike). The learning rate
   follows a cosine decay; the released weights are an exponential moving average (``ema_decay``) of the
   trained ones. **Early label filter**: released labels may be wrong (the aggregator's noise, or teachers
@@ -108,6 +114,7 @@ class StudentConfig:
     label_filter: float = 0.5
     filter_at: float = 0.05
     ensemble: int = 5
+    balance_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -126,7 +133,7 @@ class StudentConfig:
             raise PateError(
                 f"Expected student unlabeled_batch_size={self.unlabeled_batch_size} >= 1."
             )
-        for name in ("vat_epsilon", "entropy_weight", "unlabeled_weight"):
+        for name in ("vat_epsilon", "entropy_weight", "unlabeled_weight", "balance_weight"):
             if not getattr(self, name) >= 0:
                 raise PateError(f"Expected student {name}={getattr(self, name)} >= 0.")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -390,6 +397,13 @@ def _kl(p_logits: jax.Array, q_logits: jax.Array) -> jax.Array:
     return jnp.sum(jnp.exp(log_p) * (log_p - jax.nn.log_softmax(q_logits)), axis=-1)
 
 
+def _balance_penalty(logits: jax.Array) -> jax.Array:
+    """KL(mean predicted distribution over the rows || uniform): 0 when the batch's predictions are
+    spread evenly over the classes on average, log(C) when every row is one class for certain."""
+    mean_p = jnp.mean(jax.nn.softmax(logits), axis=0)
+    return jnp.sum(mean_p * (jnp.log(jnp.maximum(mean_p, 1e-12)) + jnp.log(mean_p.shape[0])))
+
+
 def _vat_optimizer(config: StudentConfig) -> optax.GradientTransformation:
     schedule = optax.cosine_decay_schedule(config.learning_rate, config.steps, alpha=0.05)
     return optax.adamw(schedule, weight_decay=config.weight_decay)
@@ -428,7 +442,9 @@ def _vat_steps(
         r_adv = config.vat_epsilon * _normalise(jax.lax.stop_gradient(direction))
         vat = jnp.mean(_kl(clean, apply(p, xu + r_adv)))
         entropy = -jnp.mean(jnp.sum(jax.nn.softmax(own) * jax.nn.log_softmax(own), axis=-1))
-        return loss + config.unlabeled_weight * (vat + config.entropy_weight * entropy)
+        balance = _balance_penalty(own)
+        unlabeled = vat + config.entropy_weight * entropy + config.balance_weight * balance
+        return loss + config.unlabeled_weight * unlabeled
 
     def body(carry, step):
         p, s, ema = carry

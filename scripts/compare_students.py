@@ -7,7 +7,8 @@ Reads the release's ``labels.h5`` (the answered public rows and their noisy labe
 defaults for the data's shape (``pate.distill.student_model_config``, ``StudentConfig``) and prints its
 test accuracy and training time. Like the pipeline's student, each sees the public features and the
 released labels only, so comparing them spends no privacy. Options ``--model`` and ``--hidden`` pick the
-architecture, ``--steps`` the step budget.
+architecture, ``--steps`` the step budget,
+``--balance`` VAT's class-balance weight.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--model", default="auto", help="student architecture (auto, mlp, cnn...)")
     parser.add_argument("--hidden", default=None, help="MLP widths, e.g. 256,256")
     parser.add_argument("--steps", type=int, default=None, help="optimiser steps")
+    parser.add_argument(
+        "--balance",
+        type=float,
+        default=None,
+        help="vat's class-balance weight (default: the config's)",
+    )
     args = parser.parse_args(argv)
     from pate.errors import PateError
 
@@ -51,6 +58,8 @@ def compare(args: argparse.Namespace) -> list[dict]:
     hidden = tuple(int(w) for w in args.hidden.split(",")) if args.hidden else None
     model = student_model_config(args.model, public.feature_shape, test.num_classes, hidden=hidden)
     steps = {"steps": args.steps} if args.steps else {}
+    if args.balance is not None:
+        steps["balance_weight"] = args.balance
     rows = []
     print(f"{len(labels)} released labels, {len(public.features)} public rows, model {model.kind}")
     for method in args.methods.split(","):
