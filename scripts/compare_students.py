@@ -7,8 +7,7 @@ Reads the release's ``labels.h5`` (the answered public rows and their noisy labe
 defaults for the data's shape (``pate.distill.student_model_config``, ``StudentConfig``) and prints its
 test accuracy and training time. Like the pipeline's student, each sees the public features and the
 released labels only, so comparing them spends no privacy. Options ``--model`` and ``--hidden`` pick the
-architecture, ``--steps`` the step budget,
-``--balance`` VAT's class-balance weight.
+architecture, ``--steps`` the step budget, ``--balance`` VAT's class-balance weight.
 """
 
 from __future__ import annotations
@@ -57,15 +56,15 @@ def compare(args: argparse.Namespace) -> list[dict]:
     query_ids, labels = read_labels(args.release / "labels.h5")
     hidden = tuple(int(w) for w in args.hidden.split(",")) if args.hidden else None
     model = student_model_config(args.model, public.feature_shape, test.num_classes, hidden=hidden)
-    steps = {"steps": args.steps} if args.steps else {}
+    options = {"steps": args.steps} if args.steps else {}
     if args.balance is not None:
-        steps["balance_weight"] = args.balance
+        options["balance_weight"] = args.balance
     rows = []
     print(f"{len(labels)} released labels, {len(public.features)} public rows, model {model.kind}")
     for method in args.methods.split(","):
         start = time.perf_counter()
         student = fit_student(
-            public.features, query_ids, labels, model, StudentConfig(method=method, **steps)
+            public.features, query_ids, labels, model, StudentConfig(method=method, **options)
         )
         accuracy = student.accuracy(test.features, test.labels)
         seconds = time.perf_counter() - start

@@ -88,7 +88,7 @@ def test_fast_reproduction_on_real_mnist(tmp_path, capsys) -> None:
     compared = compare_students.main(
         [
             "--release", str(work / "release"), "--data", str(work / "data"),
-            "--model", "mlp", "--hidden", "32", "--steps", "60",
+            "--model", "mlp", "--hidden", "32", "--steps", "60", "--balance", "0.5",
         ]
     )  # fmt: skip
     assert [r["method"] for r in compared] == ["supervised", "self-train", "vat"]
