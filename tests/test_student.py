@@ -286,19 +286,12 @@ def test_fit_student_refuses_bad_inputs() -> None:
         fit_student(features, np.array([0, 1]), np.array([0, 2]), TABULAR, config)
 
 
-def test_label_and_distill_gives_the_student_public_rows_and_released_labels_only(
-    tiny_adas, tmp_path, monkeypatch
-) -> None:
-    import json
-
-    import h5py
+@pytest.fixture
+def tiny_teachers(tiny_adas, tmp_path):
+    """Four small teachers on the tiny adas fleet, trained through the CLI; their folder."""
     from click.testing import CliRunner
 
-    import pate.distill
     from cli.main import app
-    from pate.aggregate import GNMaxConfig
-    from pate.io import read_dataset
-    from pate.labeling import BudgetConfig
 
     for args in (
         ["partition", tiny_adas["private"], "--teachers", 4, "--out", tmp_path / "shards.h5"],
@@ -307,6 +300,14 @@ def test_label_and_distill_gives_the_student_public_rows_and_released_labels_onl
     ):
         result = CliRunner().invoke(app, [str(a) for a in args])
         assert result.exit_code == 0, result.output
+    return tmp_path / "teachers"
+
+
+@pytest.fixture
+def fit_student_calls(monkeypatch):
+    """The ``(args, kwargs)`` of every ``fit_student`` call that ``label-and-distill`` makes."""
+    import pate.distill
+
     calls = []
     real = pate.distill.fit_student
 
@@ -315,8 +316,24 @@ def test_label_and_distill_gives_the_student_public_rows_and_released_labels_onl
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pate.distill, "fit_student", spy)
+    return calls
+
+
+def test_label_and_distill_gives_the_student_public_rows_and_released_labels_only(
+    tiny_adas, tiny_teachers, fit_student_calls, tmp_path
+) -> None:
+    import json
+
+    import h5py
+
+    import pate.distill
+    from pate.aggregate import GNMaxConfig
+    from pate.io import read_dataset
+    from pate.labeling import BudgetConfig
+
+    calls = fit_student_calls
     pate.distill.label_and_distill(
-        tmp_path / "teachers",
+        tiny_teachers,
         tiny_adas["public"],
         tmp_path / "ws",
         tmp_path / "release",
@@ -370,29 +387,13 @@ def test_released_labels_round_trip_and_other_files_are_refused(tmp_path) -> Non
 
 
 def test_cli_passes_the_balance_weight_to_the_student_and_refuses_a_negative_one(
-    tiny_adas, tmp_path, monkeypatch
+    tiny_adas, tiny_teachers, fit_student_calls, tmp_path
 ) -> None:
     from click.testing import CliRunner
 
-    import pate.distill
     from cli.main import app
 
-    for args in (
-        ["partition", tiny_adas["private"], "--teachers", 4, "--out", tmp_path / "shards.h5"],
-        ["train-teachers", tmp_path / "shards.h5", "--out", tmp_path / "teachers"]
-        + ["--epochs", 2, "--hidden", 8],
-    ):
-        result = CliRunner().invoke(app, [str(a) for a in args])
-        assert result.exit_code == 0, result.output
-    configs = []
-    real = pate.distill.fit_student
-
-    def spy(*args, **kwargs):
-        configs.append(args[4])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pate.distill, "fit_student", spy)
-    distill = ["label-and-distill", tmp_path / "teachers", "--public", tiny_adas["public"]]
+    distill = ["label-and-distill", tiny_teachers, "--public", tiny_adas["public"]]
     distill += [
         "--workspace",
         tmp_path / "ws",
@@ -408,7 +409,8 @@ def test_cli_passes_the_balance_weight_to_the_student_and_refuses_a_negative_one
         app, [str(a) for a in distill + ["--out", tmp_path / "r1", "--student-balance", 2.5]]
     )
     assert result.exit_code == 0, result.output
-    assert configs[-1].method == "vat" and configs[-1].balance_weight == 2.5
+    config = fit_student_calls[-1][0][4]
+    assert config.method == "vat" and config.balance_weight == 2.5
     result = CliRunner().invoke(
         app, [str(a) for a in distill + ["--out", tmp_path / "r2", "--student-balance", -1]]
     )
