@@ -393,18 +393,11 @@ def test_cli_passes_the_balance_weight_to_the_student_and_refuses_a_negative_one
 
     from cli.main import app
 
-    distill = ["label-and-distill", tiny_teachers, "--public", tiny_adas["public"]]
-    distill += [
-        "--workspace",
-        tmp_path / "ws",
-        "--sigma",
-        2,
-        "--max-epsilon",
-        5,
-        "--max-queries",
-        40,
-    ]
-    distill += ["--noise-seed", 1, "--student-method", "vat", "--student-steps", 10]
+    distill = [
+        "label-and-distill", tiny_teachers, "--public", tiny_adas["public"],
+        "--workspace", tmp_path / "ws", "--sigma", 2, "--max-epsilon", 5, "--max-queries", 40,
+        "--noise-seed", 1, "--student-method", "vat", "--student-steps", 10,
+    ]  # fmt: skip
     result = CliRunner().invoke(
         app, [str(a) for a in distill + ["--out", tmp_path / "r1", "--student-balance", 2.5]]
     )
