@@ -375,3 +375,55 @@ def array_fingerprint(*arrays: np.ndarray) -> str:
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Inputs and outputs that must not overlap
+
+
+def _contains(folder: Path, path: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def refuse_overlap(
+    *,
+    inputs: dict[str, str | os.PathLike | None],
+    outputs: dict[str, str | os.PathLike | None],
+) -> None:
+    """Refuse any output that is, holds or sits inside an input or another output.
+
+    ``inputs`` and ``outputs`` map a field name (the CLI maps it to its flag) to a path; ``None`` is
+    skipped. Paths are compared after resolving symbolic links, so ``--out X`` with ``X`` a link to an
+    input is refused too. Call it before anything is read, written or charged: writing a release over
+    its own workspace, or a shards file over the private data it reads, would destroy evidence or data.
+
+    >>> refuse_overlap(inputs={"teachers": "run/teachers"}, outputs={"out": "run/release"})
+    >>> refuse_overlap(inputs={"private": "d.h5"}, outputs={"out": "d.h5"})
+    Traceback (most recent call last):
+    ...
+    pate.errors.PateError: d.h5: out is the same path as private (d.h5), expected an output apart from every input
+    """
+    resolved_in = {k: (v, Path(os.path.realpath(v))) for k, v in inputs.items() if v is not None}
+    resolved_out = {k: (v, Path(os.path.realpath(v))) for k, v in outputs.items() if v is not None}
+    for out_name, (out_raw, out_path) in resolved_out.items():
+        for in_name, (in_raw, in_path) in resolved_in.items():
+            _refuse_pair(out_name, out_raw, out_path, in_name, in_raw, in_path, "input")
+    names = list(resolved_out)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            _refuse_pair(first, *resolved_out[first], second, *resolved_out[second], "output")
+
+
+def _refuse_pair(out_name, out_raw, out_path, other_name, other_raw, other_path, kind) -> None:
+    if out_path == other_path:
+        relation = "is the same path as"
+    elif _contains(out_path, other_path):
+        relation = "contains"
+    elif _contains(other_path, out_path):
+        relation = "lies inside"
+    else:
+        return
+    raise PateError(
+        f"{out_raw}: {out_name} {relation} {other_name} ({other_raw}), expected an output apart from "
+        f"every {kind}"
+    )
