@@ -26,9 +26,19 @@ restored (keeping a charge never under-counts); otherwise they are dropped and t
 which is safe because ``append`` never returned for them, so their answers were never released.
 ``recovered_torn_bytes`` reports how many bytes were dropped.
 
-A ledger cannot detect on its own that complete records were cut off its end; tie releases to it by
-storing :attr:`Ledger.last_seq` (and :attr:`Ledger.last_digest`) with every released batch and checking
-on resume that the ledger reaches at least that far.
+Removed complete records (a restore from an older copy, a bad disk, a careless edit) leave a valid
+chain that simply ends early, so the chain alone cannot show them. A separate **head record**
+(``ledger.jsonl.head``, mode 0600) holds the sequence number and digest of the last record; it is
+replaced atomically and fsync-ed after every append, and checked on every open: a ledger that ends
+before its head, or whose record at the head's sequence number has another digest, is refused (or, for
+a read-only open with ``tolerate_damage``, reported in :attr:`Ledger.damage`). A crash between an
+append and the head's update leaves the head one record behind, which is consistent and is caught up on
+the next writable open. The refusal happens before any torn bytes are cut, so a refused run never
+truncates the evidence. What the head cannot catch: a ledger and head replaced together by older
+copies, or rewritten whole by someone with write access (see docs/threat-model.md).
+
+A record may carry one more key besides its entries: ``budget`` (``{"max_epsilon": x}``), written when
+the user raises the budget of a spent workspace; :meth:`Ledger.budgets` lists them in order.
 """
 
 from __future__ import annotations
@@ -46,11 +56,63 @@ from typing import Any
 from pate.errors import PateError
 from pate.io import json_default
 
-__all__ = ["LEDGER_FORMAT", "LEDGER_VERSION", "Ledger", "is_private_file"]
+__all__ = [
+    "HEAD_FORMAT",
+    "LEDGER_FORMAT",
+    "LEDGER_VERSION",
+    "Ledger",
+    "head_path",
+    "is_private_file",
+]
 
 LEDGER_FORMAT = "pate-ledger"
 LEDGER_VERSION = 1
+HEAD_FORMAT = "pate-ledger-head"
 _MODE = 0o600
+
+
+def head_path(path: str | os.PathLike) -> Path:
+    """The head record beside a ledger: ``<ledger>.head``."""
+    path = Path(path)
+    return path.with_name(path.name + ".head")
+
+
+def _write_head(path: Path, seq: int, digest: str) -> None:
+    """Atomically replace the head record (temp file, fsync, rename, fsync of the folder)."""
+    target = head_path(path)
+    body = {"digest": digest, "format": HEAD_FORMAT, "seq": seq, "version": LEDGER_VERSION}
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _MODE)
+    try:
+        os.fchmod(fd, _MODE)
+        _write_all(fd, (_canonical(body) + "\n").encode("ascii"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+
+
+def _read_head(path: Path) -> tuple[int, str] | None:
+    """(seq, digest) of the head record, ``None`` if there is none; refuses a damaged one."""
+    target = head_path(path)
+    if not os.path.lexists(target):
+        return None
+    try:
+        raw = json.loads(target.read_text(encoding="ascii"))
+        if raw.get("format") != HEAD_FORMAT:
+            raise ValueError("format")
+        seq, digest = raw["seq"], raw["digest"]
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise ValueError("seq")
+        if not isinstance(digest, str):
+            raise ValueError("digest")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
+        raise PateError(
+            f"{target}: not a valid ledger head record (edited or corrupted), expected "
+            f"{{format: {HEAD_FORMAT!r}, seq, digest}}; refusing the ledger"
+        ) from None
+    return seq, digest
 
 
 def _canonical(value: Any) -> str:
@@ -123,18 +185,22 @@ class Ledger:
         last_digest: str,
         size: int,
         *,
+        budgets: list[dict[str, Any]] | None = None,
         recovered_torn_bytes: int = 0,
         read_only: bool = False,
+        damage: str | None = None,
     ) -> None:
         self.path = path
         self._fd = fd
         self._header = header
         self._records = records
+        self._budgets = list(budgets or [])
         self._last_digest = last_digest
         self._size = size
         self._broken: str | None = None
         self.recovered_torn_bytes = recovered_torn_bytes
         self.read_only = read_only
+        self.damage = damage
 
     # -- construction --------------------------------------------------------------------------------
 
@@ -178,6 +244,7 @@ class Ledger:
                 ) from None
             os.unlink(tmp)
             _fsync_dir(path.parent)
+            _write_head(path, 0, digest)
         except BaseException:
             os.close(fd)
             with contextlib.suppress(FileNotFoundError):
@@ -186,13 +253,20 @@ class Ledger:
         return cls(path, fd, header, [], digest, len(line))
 
     @classmethod
-    def open(cls, path: str | os.PathLike, *, read_only: bool = False) -> Ledger:
-        """Open and verify a ledger; drop a torn last write (see the module docstring).
+    def open(
+        cls, path: str | os.PathLike, *, read_only: bool = False, tolerate_damage: bool = False
+    ) -> Ledger:
+        """Open and verify a ledger against its chain and its head record.
 
-        Raises :class:`PateError` naming the file and byte offset for any other damage. With
-        ``read_only`` the file is neither locked nor modified and :meth:`append` is refused.
+        Drops a torn last write (see the module docstring). Raises :class:`PateError` naming the file
+        and byte offset for any other damage, and for a ledger that ends before its head record (records
+        removed) -- before anything is truncated. With ``read_only`` the file is neither locked nor
+        modified and :meth:`append` is refused; ``tolerate_damage`` (read-only only) reports a head
+        mismatch in :attr:`damage` instead of raising, so that ``pate inspect`` can show it.
         """
         path = Path(path)
+        if tolerate_damage and not read_only:
+            raise PateError(f"{path}: tolerate_damage needs read_only, expected a read-only open")
         if not path.exists():
             raise PateError(f"{path}: no such ledger")
         if not path.is_file():
@@ -204,13 +278,19 @@ class Ledger:
                 _lock(fd, path)
             with os.fdopen(os.dup(fd), "rb") as handle:
                 data = handle.read()
-            header, records, last_digest, good, torn, restore = cls._verify(path, data)
+            verified = cls._verify(path, data)
+            header, records, budgets, digests, good, torn, restore = verified
+            damage = cls._check_head(path, digests)
+            if damage is not None and not tolerate_damage:
+                raise PateError(damage)
             if not read_only and (torn or restore):
                 if restore:
                     _write_all(fd, b"\n")
                 else:
                     os.ftruncate(fd, good)
                 os.fsync(fd)
+            if not read_only and _read_head(path) != (len(digests) - 1, digests[-1]):
+                _write_head(path, len(digests) - 1, digests[-1])
             size = len(data) if read_only else good + (1 if restore else 0)
         except BaseException:
             os.close(fd)
@@ -220,30 +300,80 @@ class Ledger:
             fd,
             header,
             records,
-            last_digest,
+            digests[-1],
             size,
+            budgets=budgets,
             recovered_torn_bytes=torn,
             read_only=read_only,
+            damage=damage,
         )
+
+    @staticmethod
+    def _check_head(path: Path, digests: list[str]) -> str | None:
+        """Why the verified chain (``digests[seq]``) disagrees with the head record, or ``None``."""
+        head = _read_head(path)
+        last = len(digests) - 1
+        if head is None:
+            if last == 0:
+                return None  # a crash between creating the ledger and writing its head
+            return (
+                f"{path}: head record {head_path(path).name} is missing but the ledger has {last} "
+                "records (records may have been removed, or the head deleted); refusing to under-count"
+            )
+        seq, digest = head
+        if seq > last:
+            return (
+                f"{path}: the ledger ends at record {last} but its head record says {seq}: "
+                f"{seq - last} complete record(s) were removed (restored from an older copy, or "
+                "edited); refusing to under-count"
+            )
+        if digests[seq] != digest:
+            return (
+                f"{path}: record {seq} does not match the digest in its head record (replaced or "
+                "edited); refusing the ledger"
+            )
+        return None
 
     @staticmethod
     def _verify(
         path: Path, data: bytes
-    ) -> tuple[dict[str, Any], list[list[dict[str, Any]]], str, int, int, bool]:
-        """Walk the chain. Returns (header, records, last digest, verified size, torn bytes, restore)."""
+    ) -> tuple[
+        dict[str, Any],
+        list[list[dict[str, Any]]],
+        list[dict[str, Any]],
+        list[str],
+        int,
+        int,
+        bool,
+    ]:
+        """Walk the chain.
+
+        Returns (header, records, budget events, digest of each record by seq, verified size, torn
+        bytes, restore).
+        """
         end = data.rfind(b"\n") + 1  # bytes after the last newline are a torn write
         tail = data[end:]
         lines = data[:end].split(b"\n")[:-1] if end else []
         header: dict[str, Any] | None = None
         records: list[list[dict[str, Any]]] = []
+        budgets: list[dict[str, Any]] = []
+        digests: list[str] = []
         previous = ""
         offset = 0
-        for seq, raw in enumerate(lines):
-            record = Ledger._check_line(path, raw, offset, seq, previous)
+
+        def keep(record: dict[str, Any], seq: int) -> None:
+            nonlocal header
             if seq == 0:
                 header = record["header"]
             else:
                 records.append(record["entries"])
+                if "budget" in record:
+                    budgets.append({"seq": seq, **record["budget"]})
+            digests.append(record["digest"])
+
+        for seq, raw in enumerate(lines):
+            record = Ledger._check_line(path, raw, offset, seq, previous)
+            keep(record, seq)
             previous = record["digest"]
             offset += len(raw) + 1
         restore = False
@@ -254,16 +384,12 @@ class Ledger:
                 record = None
             if record is not None:  # a complete record that lost only its newline: keep the charge
                 restore = True
-                if len(lines) == 0:
-                    header = record["header"]
-                else:
-                    records.append(record["entries"])
-                previous = record["digest"]
+                keep(record, len(lines))
                 offset += len(tail)
         if header is None:
             raise PateError(f"{path}: no complete header record at byte 0, expected a pate ledger")
         torn = 0 if restore else len(tail)
-        return header, records, previous, offset, torn, restore
+        return header, records, budgets, digests, offset, torn, restore
 
     @staticmethod
     def _check_line(path: Path, raw: bytes, offset: int, seq: int, previous: str) -> dict[str, Any]:
@@ -302,6 +428,11 @@ class Ledger:
                 raise PateError(f"{where} has no header object, expected the run's header")
         elif not isinstance(record.get("entries"), list):
             raise PateError(f"{where} has no entries list, expected a list of entries")
+        elif "budget" in record and not (
+            isinstance(record["budget"], dict)
+            and isinstance(record["budget"].get("max_epsilon"), (int, float))
+        ):
+            raise PateError(f"{where} has a malformed budget, expected {{max_epsilon: number}}")
         return record
 
     # -- use -----------------------------------------------------------------------------------------
@@ -329,8 +460,17 @@ class Ledger:
         """The entries grouped by record (one record per :meth:`append`)."""
         return [list(record) for record in self._records]
 
-    def append(self, entries: list[dict[str, Any]]) -> None:
+    def budgets(self) -> list[dict[str, Any]]:
+        """Budget changes recorded after the header, in order: ``{"seq": n, "max_epsilon": x}``."""
+        return [dict(budget) for budget in self._budgets]
+
+    def append(
+        self, entries: list[dict[str, Any]], *, budget: dict[str, Any] | None = None
+    ) -> None:
         """Append one record holding ``entries``; return only once it is on disk (``os.fsync``).
+
+        ``budget`` (``{"max_epsilon": x}``) records a change of the budget in force with the record.
+        The head record is updated after the fsync (see the module docstring).
 
         If the write or the fsync fails, the ledger tries to cut the file back to its previous size,
         refuses further appends, and raises :class:`PateError`: the caller must not release the answers
@@ -347,7 +487,20 @@ class Ledger:
         if not isinstance(entries, (list, tuple)) or not all(isinstance(e, dict) for e in entries):
             raise PateError(f"{self.path}: ledger entries must be a list of dicts")
         normalised = _normalise(list(entries), "ledger entries", self.path)
-        body = {"entries": normalised, "prev": self._last_digest, "seq": len(self._records) + 1}
+        body: dict[str, Any] = {
+            "entries": normalised,
+            "prev": self._last_digest,
+            "seq": len(self._records) + 1,
+        }
+        if budget is not None:
+            budget = _normalise(budget, "ledger budget", self.path)
+            if not isinstance(budget, dict) or not isinstance(
+                budget.get("max_epsilon"), (int, float)
+            ):
+                raise PateError(
+                    f"{self.path}: budget is {budget!r}, expected {{max_epsilon: number}}"
+                )
+            body["budget"] = budget
         digest = _digest(body)
         line = (_canonical({**body, "digest": digest}) + "\n").encode("ascii")
         found = os.fstat(self._fd).st_size
@@ -368,8 +521,11 @@ class Ledger:
                 f"{self.path}: append failed ({exc}); the answers of this batch must not be released"
             ) from None
         self._records.append(normalised)
+        if budget is not None:
+            self._budgets.append({"seq": body["seq"], **budget})
         self._last_digest = digest
         self._size += len(line)
+        _write_head(self.path, body["seq"], digest)
 
     def close(self) -> None:
         """Release the lock and the file."""

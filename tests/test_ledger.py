@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pate.errors import PateError
-from pate.ledger import Ledger, is_private_file
+from pate.ledger import Ledger, head_path, is_private_file
 
 HEADER = {
     "mechanism": "gnmax",
@@ -112,7 +112,10 @@ def test_append_fsyncs_before_returning(tmp_path: Path, monkeypatch: pytest.Monk
     synced.clear()
     ledger.append(batch(0))
     size = path.stat().st_size
-    assert synced == [(False, size)], "append returned before the record was fsync-ed"
+    assert synced[0] == (False, size), "append returned before the record was fsync-ed"
+    head = head_path(path)
+    # Then the head record (a file of its own size) and the folder it was renamed into.
+    assert synced[1:] == [(False, head.stat().st_size), (True, synced[2][1])]
     ledger.close()
 
 
@@ -241,13 +244,15 @@ def test_a_file_without_a_header_is_refused(tmp_path: Path) -> None:
 def test_torn_last_line_is_dropped_and_truncated(tmp_path: Path) -> None:
     path = filled(tmp_path, records=3)
     intact = path.read_bytes()
+    head_before = head_path(path).read_bytes()
     with Ledger.open(path) as ledger:
         ledger.append(batch(99))
     whole = path.read_bytes()
     torn = whole[
         : len(intact) + (len(whole) - len(intact)) // 2
-    ]  # a crash in the middle of the write
+    ]  # a crash in the middle of the write: the head was never updated
     path.write_bytes(torn)
+    head_path(path).write_bytes(head_before)
     ledger = Ledger.open(path)
     assert ledger.recovered_torn_bytes == len(torn) - len(intact)
     assert path.read_bytes() == intact
@@ -339,3 +344,63 @@ def test_sigkill_at_random_moments_never_loses_a_returned_append(tmp_path: Path)
         assert reopened.last_seq >= reported[-1]
         assert len(reopened.entries()) == 100 * reopened.last_seq
         reopened.close()
+
+
+# -- the head record: removed complete records ---------------------------------------------------------
+
+
+def test_removed_complete_records_are_refused_without_truncating(tmp_path: Path) -> None:
+    path = filled(tmp_path, records=4)
+    lines = path.read_bytes().split(b"\n")
+    shortened = b"\n".join(lines[:-2]) + b"\n"  # the last complete record dropped (an older copy)
+    path.write_bytes(shortened + lines[-2][:10])  # plus a torn tail, which must not be cut either
+    before = path.read_bytes()
+    with pytest.raises(PateError, match="ends at record 3 but its head record says 4"):
+        Ledger.open(path)
+    assert path.read_bytes() == before  # the evidence is left as found
+    with pytest.raises(PateError, match=r"record\(s\) were removed"):
+        Ledger.open(path, read_only=True)
+    view = Ledger.open(path, read_only=True, tolerate_damage=True)
+    assert view.last_seq == 3 and "1 complete record(s) were removed" in view.damage
+
+
+def test_missing_or_damaged_head_is_refused(tmp_path: Path) -> None:
+    path = filled(tmp_path, records=2)
+    head = head_path(path)
+    saved = head.read_bytes()
+    assert stat.S_IMODE(head.stat().st_mode) == 0o600
+    head.unlink()
+    with pytest.raises(PateError, match="head record ledger.jsonl.head is missing"):
+        Ledger.open(path)
+    head.write_text("{not json")
+    with pytest.raises(PateError, match="not a valid ledger head record"):
+        Ledger.open(path)
+    forged = json.loads(saved)
+    forged["digest"] = "0" * 64
+    head.write_text(json.dumps(forged))
+    with pytest.raises(PateError, match="record 2 does not match the digest in its head record"):
+        Ledger.open(path)
+    head.write_bytes(saved)
+    assert Ledger.open(path).last_seq == 2
+
+
+def test_head_one_record_behind_is_caught_up(tmp_path: Path) -> None:
+    """A crash after an append's fsync but before the head's update: consistent, then repaired."""
+    path = filled(tmp_path, records=2)
+    saved = head_path(path).read_bytes()
+    with Ledger.open(path) as ledger:
+        ledger.append(batch(50))
+    head_path(path).write_bytes(saved)  # the head update was lost
+    with Ledger.open(path) as ledger:
+        assert ledger.last_seq == 3
+    assert json.loads(head_path(path).read_text())["seq"] == 3
+
+
+def test_budget_changes_are_recorded_in_order(tmp_path: Path) -> None:
+    path = filled(tmp_path, records=1)
+    with Ledger.open(path) as ledger:
+        ledger.append([], budget={"max_epsilon": 4.5})
+        ledger.append(batch(70))
+        with pytest.raises(PateError, match="expected {max_epsilon: number}"):
+            ledger.append([], budget={"max_epsilon": "lots"})
+    assert Ledger.open(path).budgets() == [{"seq": 2, "max_epsilon": 4.5}]
