@@ -75,7 +75,11 @@ def command(path: str, as_json: bool, plot_path: str | None) -> None:
             "epsilon released (smooth sensitivity)",
             "not offered for discrete noise (PATE 2018 App. B assumes Gaussian tails)",
         ),
-        ("budget", f"{report['max_epsilon']:g}"),
+        (
+            "budget",
+            " -> ".join(f"{b:g}" for b in report.get("max_epsilon_history") or [])
+            or f"{report['max_epsilon']:g}",
+        ),
         ("optimal order", f"{report['order']:g}"),
         ("accountant", report["accountant"]),
         ("noise", report["noise"] + ("" if report["private"] else "  [NOT PRIVATE]")),
@@ -84,6 +88,9 @@ def command(path: str, as_json: bool, plot_path: str | None) -> None:
         table.add_row(name, value)
     out = console()
     out.print(table)
+    if report.get("ledger_damage"):
+        out.print(f"[bold red]LEDGER DAMAGED: {report['ledger_damage']}[/]")
+        out.print("[bold red]The epsilon above under-counts what was spent.[/]")
     out.print(report["statement"])
     if plot_path:
         out.print(f"plot written to {plot_path}")

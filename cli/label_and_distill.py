@@ -154,7 +154,17 @@ from cli.common import POSITIVE_FLOAT, console, echo_json, progress_bar
     show_default=True,
     help="Queries per ledger record.",
 )
-@click.option("--force", is_flag=True, help="Replace a release folder that holds another run.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace a release folder that holds another run (never a folder holding a ledger).",
+)
+@click.option(
+    "--raise-budget",
+    is_flag=True,
+    help="Accept a --max-epsilon larger than the workspace's budget in force; the raise is "
+    "recorded in the ledger and the release states the new budget.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def command(
     teachers_dir,
@@ -184,6 +194,7 @@ def command(
     test_path,
     batch_queries,
     force,
+    raise_budget,
     as_json,
 ) -> None:
     """Label public data with noisy teacher votes within a privacy budget, then train a student.
@@ -252,6 +263,7 @@ def command(
             warmup_queries=warmup,
             batch_queries=batch_queries,
             force=force,
+            raise_budget=raise_budget,
             on_batch=lambda done, spent: advance(done, max_queries or done),
         )
     report = result.report
@@ -272,7 +284,10 @@ def command(
         "label_accuracy": result.label_accuracy,
         "private": report["private"],
         "warnings": result.warnings,
+        "private_warnings": result.private_warnings,
     }
+    for warning in result.private_warnings:
+        click.echo(f"warning (private, kept out of the release): {warning}", err=True)
     if as_json:
         echo_json(summary)
         return

@@ -5,7 +5,9 @@ Folders:
 * the **workspace** (private, mode 0700, files 0600): ``votes.h5`` (the raw vote histograms, Q x C)
   and ``ledger.jsonl`` (the write-ahead privacy ledger);
 * the **release** (public): ``student.h5`` (the student bundle), ``labels.h5`` (the noisy answers:
-  query indices and labels) and ``privacy.json`` (the report). Nothing private is written there.
+  query indices and labels) and ``privacy.json`` (the report). Every value there is a function of the
+  public inputs, the configuration, the run's random id or the noisy answers (docs/release.md lists each
+  field and why it is public). The workspace's ``warnings.txt`` keeps warnings about the private data.
 
 The release is rebuilt from the ledger, so a run killed at any moment and then resumed releases exactly
 the answers it paid for, none twice.
@@ -27,12 +29,14 @@ from pate.aggregate import AggregatorConfig, InteractiveGNMaxConfig
 from pate.errors import BudgetExhausted, PateError
 from pate.export import save_student
 from pate.io import (
+    Dataset,
     array_fingerprint,
     atomic_dir,
     atomic_file,
     ensure_private_dir,
     open_h5,
     read_dataset,
+    refuse_overlap,
     require_format,
 )
 from pate.labeling import (
@@ -42,9 +46,10 @@ from pate.labeling import (
     BudgetConfig,
     LabelingOutcome,
     check_budget_covers_one,
-    ledger_identity,
+    new_run_id,
     run_labeling,
 )
+from pate.ledger import Ledger
 from pate.models import ModelConfig, Preprocessing
 from pate.noise import make_noise
 from pate.report import privacy_report, write_report
@@ -58,12 +63,19 @@ LABELS_FORMAT = "pate-labels"
 
 @dataclass
 class DistillResult:
+    """What :func:`label_and_distill` produced.
+
+    ``warnings`` may be shown anywhere; ``private_warnings`` speak about the private data (for example
+    how many public individuals also appear in it): show them to the operator only, never publish them.
+    """
+
     outcome: LabelingOutcome
     report: dict
     release_dir: Path
     student_accuracy: float | None
     label_accuracy: float | None
     warnings: list[str] = field(default_factory=list)
+    private_warnings: list[str] = field(default_factory=list)
 
 
 def compute_or_load_votes(
@@ -146,16 +158,28 @@ def label_and_distill(
     warmup_queries: int = 0,
     batch_queries: int = 32,
     force: bool = False,
+    raise_budget: bool = False,
     on_batch=None,
 ) -> DistillResult:
     """Run the whole stage; see the module docstring for what is written where.
+
+    Every check that can fail on public facts (paths and their overlap, the release folder, shapes and
+    label spaces of the inputs, the options) runs before the first query is charged. The release holds
+    only functions of the public inputs, the configuration, the run's random id and the noisy answers
+    (docs/release.md); warnings about the private data go to :attr:`DistillResult.private_warnings` and
+    the workspace's ``warnings.txt``, never to the release.
 
     The student is trained by :func:`pate.student.fit_student` on the public features, the released
     labels and the indices of the answered rows only (no teacher, vote or private record), with
     ``student_method`` (``auto``, ``supervised``, ``self-train`` or ``vat``; it replaces
     ``student_config.method``) and the architecture ``student_model`` (see :func:`student_model_config`).
+    A ``max_epsilon`` other than the workspace's budget in force is refused unless ``raise_budget``.
     """
-    notes: list[str] = []
+    refuse_overlap(
+        inputs={"teachers": teachers_dir, "public": public_path, "test": test_path},
+        outputs={"workspace": workspace, "out": release_dir},
+    )
+    private_notes: list[str] = []
     teachers = load_teachers(teachers_dir)
     public = read_dataset(public_path)
     if public.feature_shape != tuple(teachers.model.input_shape):
@@ -163,6 +187,7 @@ def label_and_distill(
             f"{public_path}: features have shape {public.feature_shape}, expected "
             f"{tuple(teachers.model.input_shape)} as the teachers in {teachers_dir}"
         )
+    check_label_space(public, teachers.num_classes, teachers.class_names, teachers_dir)
     test = None
     if test_path is not None:
         test = read_dataset(test_path, require_labels=True)
@@ -170,15 +195,34 @@ def label_and_distill(
             raise PateError(
                 f"{test_path}: features have shape {test.feature_shape}, expected {public.feature_shape}"
             )
+        check_label_space(test, teachers.num_classes, teachers.class_names, teachers_dir)
+    class_names = public.class_names or tuple(str(c) for c in range(teachers.num_classes))
     overlap = np.intersect1d(load_teacher_individuals(teachers_dir), public.individual_id)
     if len(overlap):
-        notes.append(
-            f"{public_path}: {len(overlap)} individuals also appear in the private data; the public set "
-            "should share no individuals with it"
+        private_notes.append(
+            f"{public_path}: {len(overlap)} individuals also appear in the private data; the public "
+            "set should share no individuals with it (private: this count is not released)"
         )
     check_budget_covers_one(aggregator, budget)
+    workspace = Path(workspace)
+    ledger_path = workspace / LEDGER_FILE
+    release_dir = Path(release_dir)
+    previous = _check_release_dir(release_dir, ledger_path, force=force)
+
+    model_config = student_model_config(
+        student_model,
+        public.feature_shape,
+        teachers.num_classes,
+        teachers_model=teachers.model,
+        hidden=student_hidden,
+    )
+    student_config = dataclasses.replace(
+        student_config, method=resolve_method(student_method, public.feature_shape)
+    )
+    preprocessing = Preprocessing.fit(public.features)
 
     workspace = ensure_private_dir(workspace)
+    _write_private_notes(workspace, private_notes)
     public_sha = array_fingerprint(public.features, public.individual_id.astype(str))
     votes = compute_or_load_votes(workspace, teachers, public.features, public_sha)
     noise = make_noise(noise_seed)
@@ -188,6 +232,7 @@ def label_and_distill(
     header = {
         "kind": LEDGER_KIND,
         "version": LEDGER_VERSION,
+        "run_id": new_run_id(),
         "teachers_sha256": teachers.sha256,
         "public_sha256": public_sha,
         "votes_sha256": array_fingerprint(votes),
@@ -205,17 +250,6 @@ def label_and_distill(
         "stages": {"warmup_queries": warmup_queries} if interactive else None,
         "unit_of_privacy": unit,
     }
-    model_config = student_model_config(
-        student_model,
-        public.feature_shape,
-        teachers.num_classes,
-        teachers_model=teachers.model,
-        hidden=student_hidden,
-    )
-    student_config = dataclasses.replace(
-        student_config, method=resolve_method(student_method, public.feature_shape)
-    )
-    preprocessing = Preprocessing.fit(public.features)
 
     def student_probs_fn(entries: list[dict]) -> np.ndarray:
         ids = np.array([e["q"] for e in entries if e["answered"]], dtype=np.int64)
@@ -225,9 +259,6 @@ def label_and_distill(
         )
         return model.probabilities(public.features)
 
-    ledger_path = workspace / LEDGER_FILE
-    release_dir = Path(release_dir)
-    previous = _release_record(release_dir)
     outcome = run_labeling(
         votes,
         aggregator,
@@ -240,17 +271,13 @@ def label_and_distill(
         student_probs_fn=student_probs_fn if interactive else None,
         warmup_queries=warmup_queries,
         on_batch=on_batch,
-        released=(previous[0], previous[2], previous[3]) if previous else None,
+        released=previous,
+        raise_budget=raise_budget,
     )
-    ledger_id = ledger_identity(outcome.header)
-    if (
-        outcome.new_queries == 0
-        and previous
-        and previous[:2] == (ledger_id, outcome.spent.queries_seen)
-    ):
+    if outcome.new_queries == 0 and previous == (outcome.run_id, outcome.spent.queries_seen):
         raise BudgetExhausted(
             f"{ledger_path}: budget already spent (epsilon {outcome.spent.epsilon_data_independent:.4g} "
-            f"of {budget.max_epsilon:g}, stop: {outcome.stop_reason}); nothing answered, "
+            f"of {outcome.max_epsilon:g}, stop: {outcome.stop_reason}); nothing answered, "
             f"the release in {release_dir} is complete"
         )
     if outcome.spent.queries_answered == 0:
@@ -268,35 +295,109 @@ def label_and_distill(
         spent=outcome.spent,
         stop_reason=outcome.stop_reason,
         include_private=False,
+        max_epsilon_history=outcome.max_epsilon_history,
     )
     report["student"] = {
         "method": student_config.method,
         "model": model_config.kind,
         "steps": student_config.steps,
     }
-    report["ledger_id"] = ledger_id
-    report["ledger_seq"] = outcome.ledger_seq
-    report["ledger_digest"] = outcome.ledger_digest
     student_accuracy = None
     if test is not None:
         student_accuracy = student.accuracy(test.features, test.labels)
         report["student_test_accuracy"] = student_accuracy
-    report["warnings"] = notes
-    same_run = previous is not None and previous[0] == ledger_id
+    same_run = previous is not None and previous[0] == outcome.run_id
     with atomic_dir(release_dir, force=force or same_run) as tmp:
-        write_labels(tmp / "labels.h5", ids, labels, teachers.class_names)
+        write_labels(tmp / "labels.h5", ids, labels, class_names)
         save_student(
             tmp / "student.h5",
             student,
-            class_names=teachers.class_names,
+            class_names=class_names,
             privacy=report,
             statement=report["statement"],
         )
         write_report(tmp / "privacy.json", report)
     label_accuracy = _label_accuracy(public_path, ids, labels)
-    for note in notes:
+    for note in private_notes:
         warnings.warn(note, stacklevel=2)
-    return DistillResult(outcome, report, release_dir, student_accuracy, label_accuracy, notes)
+    return DistillResult(
+        outcome, report, release_dir, student_accuracy, label_accuracy, [], private_notes
+    )
+
+
+def check_label_space(
+    data: Dataset, num_classes: int, class_names: tuple[str, ...], teachers_dir
+) -> None:
+    """Refuse a public or test set whose label space differs from the teachers'."""
+    if data.num_classes != num_classes:
+        raise PateError(
+            f"{data.path}: attribute 'num_classes' is {data.num_classes}, expected {num_classes} as "
+            f"the teachers in {teachers_dir}"
+        )
+    if data.class_names and class_names and tuple(data.class_names) != tuple(class_names):
+        raise PateError(
+            f"{data.path}: attribute 'class_names' is {list(data.class_names)}, expected "
+            f"{list(class_names)} as the teachers in {teachers_dir}"
+        )
+
+
+def _check_release_dir(
+    release_dir: Path, ledger_path: Path, *, force: bool
+) -> tuple[str, int] | None:
+    """Refuse, before anything is charged, a release folder this run may not write.
+
+    Returns ``(run_id, queries_seen)`` of an existing release of this workspace's run (which the run
+    may replace), ``None`` if there is none. Another run's release needs ``force``; a folder holding a
+    ledger is never replaced.
+    """
+    parent = release_dir.parent if str(release_dir.parent) else Path(".")
+    if not parent.is_dir():
+        raise PateError(
+            f"{release_dir}: folder {parent} does not exist, expected an existing parent"
+        )
+    if not release_dir.exists():
+        return None
+    if not release_dir.is_dir():
+        raise PateError(f"{release_dir}: is a file, expected a release folder")
+    holding = _ledger_inside(release_dir)
+    if holding is not None:
+        raise PateError(
+            f"{release_dir}: holds a privacy ledger ({holding}); a release never replaces a "
+            "workspace, expected another --out",
+            exit_code=4,
+        )
+    previous = _release_record(release_dir)
+    run_id = None
+    if ledger_path.exists():
+        with Ledger.open(ledger_path, read_only=True) as ledger:
+            run_id = ledger.header.get("run_id")
+    if previous is not None and previous[0] == run_id:
+        return previous
+    if not force:
+        raise PateError(
+            f"{release_dir}: already exists and holds another run; pass --force to replace it",
+            exit_code=4,
+        )
+    return None
+
+
+def _ledger_inside(folder: Path) -> Path | None:
+    for root, _, files in os.walk(folder):
+        if LEDGER_FILE in files:
+            return Path(root) / LEDGER_FILE
+    return None
+
+
+PRIVATE_NOTES_FILE = "warnings.txt"
+
+
+def _write_private_notes(workspace: Path, notes: list[str]) -> None:
+    """Keep warnings about the private data in the workspace (0600); never in the release."""
+    path = workspace / PRIVATE_NOTES_FILE
+    if not notes:
+        return
+    with atomic_file(path, private=True) as tmp:
+        tmp.write_text("".join(f"{note}\n" for note in notes))
 
 
 def write_labels(path: Path, ids: np.ndarray, labels: np.ndarray, class_names) -> None:
@@ -318,19 +419,14 @@ def read_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         return handle["query_index"][:].astype(np.int64), handle["labels"][:].astype(np.int64)
 
 
-def _release_record(release_dir: Path) -> tuple[str, int, int, str] | None:
-    """(ledger id, queries seen, ledger seq, ledger digest) of an existing release, if any."""
+def _release_record(release_dir: Path) -> tuple[str, int] | None:
+    """(run id, queries seen) of an existing release, if any."""
     report = release_dir / "privacy.json"
     if not report.exists():
         return None
     try:
         raw = json.loads(report.read_text())
-        return (
-            raw["ledger_id"],
-            int(raw["queries_seen"]),
-            int(raw["ledger_seq"]),
-            raw["ledger_digest"],
-        )
+        return (str(raw["run_id"]), int(raw["queries_seen"]))
     except (ValueError, KeyError, TypeError):
         return None
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pate.errors import PateError
-from pate.labeling import LEDGER_FILE, BudgetConfig, aggregator_from_dict, spent
+from pate.labeling import LEDGER_FILE, BudgetConfig, aggregator_from_dict, budget_history, spent
 from pate.ledger import Ledger
 from pate.report import privacy_report
 
@@ -38,7 +38,7 @@ def inspect_path(path: str | os.PathLike) -> Inspection:
         path = path.parent
     ledger_path = path / LEDGER_FILE
     if ledger_path.exists():
-        ledger = Ledger.open(ledger_path, read_only=True)
+        ledger = Ledger.open(ledger_path, read_only=True, tolerate_damage=True)
         header = ledger.header
         entries = ledger.entries()
         config = aggregator_from_dict(header["aggregator"])
@@ -50,9 +50,14 @@ def inspect_path(path: str | os.PathLike) -> Inspection:
         )
         state = spent(entries, config, budget)
         report = privacy_report(
-            header=header, spent=state, stop_reason="see ledger", include_private=True
+            header=header,
+            spent=state,
+            stop_reason="see ledger",
+            include_private=True,
+            max_epsilon_history=budget_history(ledger),
         )
         report.pop("stop_reason")
+        report["ledger_damage"] = ledger.damage
         votes = None
         votes_path = path / "votes.h5"
         if votes_path.exists():

@@ -34,6 +34,8 @@ DATASET_FORMAT = "pate-dataset"
 DATASET_VERSION = 1
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
+# A folder holding this file is a workspace with a privacy ledger: no output may replace it.
+PROTECTED_FILE = "ledger.jsonl"
 
 
 @dataclass(frozen=True)
@@ -296,9 +298,17 @@ def atomic_dir(
     """Build an output folder in a temporary sibling and move it onto ``path`` when complete.
 
     An existing ``path`` is refused unless ``force`` is set, in which case it is replaced only after the
-    new folder is complete (so a failed run never destroys the old one).
+    new folder is complete (so a failed run never destroys the old one). A folder that holds a privacy
+    ledger (``ledger.jsonl`` anywhere inside) is never replaced, ``force`` or not: deleting a ledger
+    would let the next run spend its budget again.
     """
     path = Path(path)
+    if path.is_dir() and any(PROTECTED_FILE in files for _, _, files in os.walk(path)):
+        raise PateError(
+            f"{path}: holds a privacy ledger ({PROTECTED_FILE}), which is never replaced; expected "
+            "another output folder",
+            exit_code=4,
+        )
     if path.exists() and not force:
         raise PateError(
             f"{path}: already exists and holds another run; pass --force to replace it", exit_code=4

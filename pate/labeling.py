@@ -29,10 +29,9 @@ Ledger entries, one per query::
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,8 +267,17 @@ class LabelingOutcome:
     new_queries: int
     resumed_queries: int
     header: dict = field(default_factory=dict)
-    ledger_seq: int = 0
-    ledger_digest: str = ""
+    max_epsilon_history: tuple[float, ...] = ()
+
+    @property
+    def run_id(self) -> str:
+        """The run's random identifier (public: drawn from the OS CSPRNG, see :func:`new_run_id`)."""
+        return str(self.header.get("run_id", ""))
+
+    @property
+    def max_epsilon(self) -> float:
+        """The budget in force at the end of the run."""
+        return self.max_epsilon_history[-1]
 
     @property
     def answered_ids(self) -> np.ndarray:
@@ -292,30 +300,75 @@ def batch_noise(noise: NoiseSource, noise_seed: int | None, first_query: int) ->
     return SeededNoise(int(key[0]) ^ (int(key[1]) << 64))
 
 
-def open_ledger(path: Path, header: dict) -> Ledger:
-    """Create the ledger with ``header``, or open an existing one and refuse it unless it matches."""
+def new_run_id() -> str:
+    """A fresh run identifier: 128 bits from the OS CSPRNG (``secrets``), hex.
+
+    It ties a release to its workspace without revealing anything: it is independent of every input,
+    private or public, so it may be published (design rule 7). Never derive it from a hash of data.
+    """
+    return secrets.token_hex(16)
+
+
+# Header keys that must match when a workspace is resumed (the run id and the budget are not among
+# them: the first is the ledger's own, the second may be raised explicitly, see ``open_ledger``).
+MATCHING_HEADER_KEYS = (
+    "kind",
+    "teachers_sha256",
+    "public_sha256",
+    "votes_sha256",
+    "aggregator",
+    "delta",
+    "orders",
+    "conversion",
+    "noise_seed",
+    "num_queries",
+    "stages",
+)
+
+
+def budget_history(ledger: Ledger) -> tuple[float, ...]:
+    """Every ``max_epsilon`` that was in force, in order: the header's, then each recorded change."""
+    return (float(ledger.header["max_epsilon"]),) + tuple(
+        float(change["max_epsilon"]) for change in ledger.budgets()
+    )
+
+
+def open_ledger(path: Path, header: dict, *, raise_budget: bool = False) -> Ledger:
+    """Create the ledger with ``header``, or open an existing one and refuse it unless it matches.
+
+    A requested ``max_epsilon`` other than the one in force is refused, unless ``raise_budget`` is set
+    and the new budget is larger; the change is then recorded in the ledger before any query is
+    answered under it, so the history of budgets is never lost and the release states the last one.
+    """
     if not path.exists():
         return Ledger.create(path, header)
     ledger = Ledger.open(path)
-    found = ledger.header
-    for key in (
-        "kind",
-        "teachers_sha256",
-        "public_sha256",
-        "votes_sha256",
-        "aggregator",
-        "delta",
-        "orders",
-        "conversion",
-        "noise_seed",
-        "num_queries",
-        "stages",
-    ):
-        if found.get(key) != header.get(key):
-            raise PateError(
-                f"{path}: ledger belongs to another run ({key} is {found.get(key)!r}, this run has "
-                f"{header.get(key)!r}); use a new --workspace"
-            )
+    try:
+        found = ledger.header
+        for key in MATCHING_HEADER_KEYS:
+            if found.get(key) != header.get(key):
+                raise PateError(
+                    f"{path}: ledger belongs to another run ({key} is {found.get(key)!r}, this run "
+                    f"has {header.get(key)!r}); use a new workspace"
+                )
+        in_force = budget_history(ledger)[-1]
+        requested = float(header["max_epsilon"])
+        if requested != in_force:
+            if not raise_budget:
+                raise PateError(
+                    f"{path}: max_epsilon is {requested:g} but the budget in force for this "
+                    f"workspace is {in_force:g}; rerun with max_epsilon {in_force:g}, or set "
+                    "raise_budget to raise it (recorded in the ledger)"
+                )
+            if requested < in_force:
+                raise PateError(
+                    f"{path}: raise_budget with max_epsilon {requested:g}, expected more than the "
+                    f"budget in force ({in_force:g}); a spent budget cannot be lowered"
+                )
+            ledger.append([], budget={"max_epsilon": requested})
+    except BaseException:
+        ledger.close()
+        raise
     return ledger
 
 
@@ -332,28 +385,68 @@ def run_labeling(
     student_probs_fn: Callable[[list[dict]], np.ndarray] | None = None,
     warmup_queries: int = 0,
     on_batch: Callable[[int, Spent], None] | None = None,
-    released: tuple[str, int, str] | None = None,
+    released: tuple[str, int] | None = None,
+    raise_budget: bool = False,
 ) -> LabelingOutcome:
     """Answer queries in order until the budget, ``max_queries`` or the public set runs out.
 
     For Interactive-GNMax, the first ``warmup_queries`` are answered by Confident-GNMax with the same
     parameters (stage 0); then ``student_probs_fn(entries)`` gives the probabilities of a student trained
     on the stage-0 answers for every public record, and the rest are answered interactively (stage 1).
+
+    ``released`` is ``(run_id, queries_seen)`` of an existing release: if it came from this ledger
+    and the ledger now holds fewer queries, records were removed and the run is refused. The budget in
+    force is ``budget.max_epsilon`` once :func:`open_ledger` has accepted it.
     """
     if batch_queries < 1:
         raise PateError(f"Expected batch_queries={batch_queries} >= 1.")
     votes = np.asarray(votes)
     num_queries = len(votes)
     limit = num_queries if budget.max_queries is None else min(num_queries, budget.max_queries)
-    ledger = open_ledger(Path(ledger_path), header)
-    if released is not None and released[0] == ledger_identity(ledger.header):
-        _, seq, digest = released
-        if ledger.last_seq < seq or (ledger.last_seq == seq and ledger.last_digest != digest):
-            raise PateError(
-                f"{ledger_path}: ledger ends at record {ledger.last_seq} but the release was made "
-                f"from record {seq}; records were removed, refusing to under-count"
-            )
+    header = {**header, "max_epsilon": budget.max_epsilon}  # the budget is recorded from one place
+    ledger = open_ledger(Path(ledger_path), header, raise_budget=raise_budget)
+    with ledger:
+        return _answer(
+            ledger,
+            votes,
+            config,
+            budget,
+            limit=limit,
+            noise=noise,
+            noise_seed=noise_seed,
+            batch_queries=batch_queries,
+            student_probs_fn=student_probs_fn,
+            warmup_queries=warmup_queries,
+            on_batch=on_batch,
+            released=released,
+        )
+
+
+def _answer(
+    ledger: Ledger,
+    votes: np.ndarray,
+    config: AggregatorConfig,
+    budget: BudgetConfig,
+    *,
+    limit: int,
+    noise: NoiseSource,
+    noise_seed: int | None,
+    batch_queries: int,
+    student_probs_fn: Callable[[list[dict]], np.ndarray] | None,
+    warmup_queries: int,
+    on_batch: Callable[[int, Spent], None] | None,
+    released: tuple[str, int] | None,
+) -> LabelingOutcome:
+    """The loop of :func:`run_labeling` on an open, accepted ledger."""
+    ledger_path = ledger.path
+    num_queries = len(votes)
     entries = ledger.entries()
+    if released is not None and released[0] == ledger.header.get("run_id"):
+        if len(entries) < released[1]:
+            raise PateError(
+                f"{ledger_path}: the ledger holds {len(entries)} queries but the release of this "
+                f"run was made from {released[1]}; records were removed, refusing to under-count"
+            )
     resumed = len(entries)
     if [e["q"] for e in entries] != list(range(resumed)):
         raise PateError(f"{ledger_path}: ledger queries are not the prefix 0..{resumed - 1}")
@@ -416,14 +509,8 @@ def run_labeling(
         new_queries=len(entries) - resumed,
         resumed_queries=resumed,
         header=ledger.header,
-        ledger_seq=ledger.last_seq,
-        ledger_digest=ledger.last_digest,
+        max_epsilon_history=budget_history(ledger),
     )
-
-
-def ledger_identity(header: dict) -> str:
-    """A stable id of a ledger: SHA-256 of its header record in canonical JSON."""
-    return hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()
 
 
 def check_budget_covers_one(config: AggregatorConfig, budget: BudgetConfig) -> None:

@@ -4,6 +4,11 @@ The report is what ``pate inspect`` shows and what the student bundle carries. I
 ``epsilon``, is the data-independent epsilon: it depends only on the mechanism, its parameters and how
 many queries were checked or answered. The data-dependent epsilon depends on the private votes; it is
 kept in the private workspace's view and is ``null`` in a release.
+
+Release rule (docs/release.md lists every field and why it is public): every value of a released
+report is a function of the public inputs, the configuration, randomness drawn for that purpose (the
+run id) or the noisy answers. No hash, count or statistic of private data -- the ledger's fingerprints
+of the teachers and the votes stay in the private workspace.
 """
 
 from __future__ import annotations
@@ -24,8 +29,14 @@ def privacy_report(
     spent,
     stop_reason: str,
     include_private: bool,
+    max_epsilon_history: tuple[float, ...] | None = None,
 ) -> dict:
-    """Build the report from a ledger header and the spent budget (a :class:`pate.labeling.Spent`)."""
+    """Build the report from a ledger header and the spent budget (a :class:`pate.labeling.Spent`).
+
+    ``max_epsilon_history`` lists every budget that was in force (the header's, then each raise
+    recorded in the ledger); the report states the last one as ``max_epsilon``.
+    """
+    history = [float(x) for x in (max_epsilon_history or (header["max_epsilon"],))]
     aggregator = dict(header["aggregator"])
     mechanism = aggregator.pop("mechanism")
     private_noise = bool(header["noise_private"])
@@ -48,7 +59,8 @@ def privacy_report(
         "epsilon_released": None,
         "order": spent.order_data_independent,
         "order_data_dependent": spent.order_data_dependent if include_private else None,
-        "max_epsilon": header["max_epsilon"],
+        "max_epsilon": history[-1],
+        "max_epsilon_history": history,
         "stop_reason": stop_reason,
         "accountant": (
             f"Renyi DP over {header['orders']} orders, {header['conversion']} conversion to "
@@ -60,8 +72,8 @@ def privacy_report(
         "private": private_noise,
         "unit_of_privacy": header.get("unit_of_privacy", "individual"),
         "num_teachers": header["num_teachers"],
-        "teachers_sha256": header["teachers_sha256"],
         "public_sha256": header["public_sha256"],
+        "run_id": header.get("run_id"),
     }
     report["statement"] = privacy_statement(report)
     return report
