@@ -36,9 +36,9 @@ def command(path: str, as_json: bool, plot_path: str | None) -> None:
     inspection = inspect_path(path)
     report = inspection.report
     if plot_path:
-        with atomic_file(Path(plot_path)) as tmp:
-            plot_inspection(inspection, tmp.with_suffix(".png"))
-            tmp.with_suffix(".png").replace(tmp)
+        # A workspace's plot shows vote margins, which depend on the private data: mode 0600.
+        with atomic_file(Path(plot_path), private=inspection.kind == "workspace") as tmp:
+            plot_inspection(inspection, tmp)
     if as_json:
         payload = {key: value for key, value in report.items() if key != "statement"}
         payload["kind"] = inspection.kind

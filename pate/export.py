@@ -20,7 +20,16 @@ import h5py
 import numpy as np
 from flax import traverse_util
 
-from pate.io import atomic_file, open_h5, require_format
+from pate.errors import PateError
+from pate.io import (
+    _attr_int,
+    _attr_str,
+    _attr_strings,
+    atomic_file,
+    check_fits_in_memory,
+    open_h5,
+    require_format,
+)
 from pate.models import ModelConfig, Preprocessing
 from pate.student import TrainedModel
 
@@ -58,30 +67,219 @@ def save_student(
 
 
 def load_student(path: str | os.PathLike) -> tuple[TrainedModel, dict]:
-    """Load a student bundle: ``(model, attrs)``; needs no teacher and no private file."""
+    """Load a student bundle: ``(model, attrs)``; needs no teacher and no private file.
+
+    Everything is validated before use, each failure a one-line :class:`PateError` naming the file and
+    the field: the ``model`` attribute (JSON describing a buildable model), ``num_classes`` and
+    ``class_names`` (consistent with it), ``privacy`` (a JSON object), every parameter (exactly the
+    leaves and shapes the model's initialisation gives, finite floats; shapes are checked before any
+    weight is read) and the preprocessing (``mean`` finite, ``std`` finite and > 0, both broadcast to
+    the input shape, ``scale`` finite and > 0).
+    """
     with open_h5(path, "student bundle") as handle:
         require_format(handle, path, STUDENT_FORMAT)
-        flat = {}
-        handle["params"].visititems(
-            lambda name, obj: (
-                flat.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+        model = _read_model(handle, path)
+        num_classes = _attr_int(handle.attrs.get("num_classes"))
+        if num_classes != model.num_classes:
+            found = handle.attrs.get("num_classes")
+            found = num_classes if num_classes is not None else _attr_str(found) or found
+            raise PateError(
+                f"{path}: attribute 'num_classes' is {found!r}, expected {model.num_classes} (the "
+                "number of classes of the model in attribute 'model')"
             )
-        )
-        preprocessing = Preprocessing(
-            scale=float(handle["preprocessing"].attrs["scale"]),
-            mean=handle["preprocessing/mean"][()],
-            std=handle["preprocessing/std"][()],
+        class_names = _attr_strings(_required_attr(handle, path, "class_names", "the class names"))
+        if len(class_names) != model.num_classes:
+            raise PateError(
+                f"{path}: attribute 'class_names' has {len(class_names)} names, expected "
+                f"{model.num_classes} (one per class)"
+            )
+        statement = _attr_str(
+            _required_attr(handle, path, "privacy_statement", "the privacy statement as text")
         )
         attrs = {
-            "class_names": tuple(
-                v.decode() if isinstance(v, bytes) else str(v) for v in handle.attrs["class_names"]
-            ),
-            "privacy_statement": str(handle.attrs["privacy_statement"]),
-            "privacy": json.loads(handle.attrs["privacy"]),
+            "class_names": class_names,
+            "privacy_statement": statement,
+            "privacy": _read_privacy(handle, path),
         }
-        model = ModelConfig.from_json(handle.attrs["model"])
+        flat = _read_params(handle, path, model)
+        preprocessing = _read_preprocessing(handle, path, model)
     params = traverse_util.unflatten_dict(flat, sep="/")
     return TrainedModel(params=params, model=model, preprocessing=preprocessing), attrs
+
+
+def _required_attr(handle: h5py.Group, path, name: str, expected: str):
+    if name not in handle.attrs:
+        raise PateError(f"{path}: missing attribute {name!r}, expected {expected}")
+    return handle.attrs[name]
+
+
+def _json_kind(value) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "null"
+
+
+def _read_json_object(handle: h5py.Group, path, name: str, expected: str) -> dict:
+    text = _required_attr(handle, path, name, expected)
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise PateError(
+            f"{path}: attribute {name!r} is not valid JSON ({exc}), expected {expected}"
+        ) from None
+    if not isinstance(value, dict):
+        raise PateError(f"{path}: attribute {name!r} is {_json_kind(value)}, expected {expected}")
+    return value
+
+
+def _read_privacy(handle: h5py.Group, path) -> dict:
+    return _read_json_object(handle, path, "privacy", "the privacy report as a JSON object")
+
+
+def _read_model(handle: h5py.Group, path) -> ModelConfig:
+    expected = "the architecture as a JSON object with kind, input_shape, num_classes and hidden"
+    raw = _read_json_object(handle, path, "model", expected)
+    missing = [key for key in ("kind", "input_shape", "num_classes", "hidden") if key not in raw]
+    if missing:
+        raise PateError(f"{path}: attribute 'model' has no key {missing[0]!r}, expected {expected}")
+    for key in ("input_shape", "hidden"):
+        value = raw[key]
+        if not isinstance(value, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
+        ):
+            raise PateError(
+                f"{path}: attribute 'model' has {key} {value!r}, expected a list of positive integers"
+            )
+    if not isinstance(raw["num_classes"], int) or isinstance(raw["num_classes"], bool):
+        raise PateError(
+            f"{path}: attribute 'model' has num_classes {raw['num_classes']!r}, expected an integer >= 2"
+        )
+    try:
+        return ModelConfig.from_json(json.dumps(raw))
+    except PateError as exc:
+        raise PateError(f"{path}: attribute 'model' is not a valid model ({exc})") from None
+
+
+def expected_param_shapes(model: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """``"layer/name" -> shape`` of every parameter of ``model``, from its initialisation's shapes
+    (``jax.eval_shape``: nothing is computed or allocated)."""
+    import jax
+    import jax.numpy as jnp
+
+    sample = jax.ShapeDtypeStruct((1, *model.input_shape), jnp.float32)
+    shapes = jax.eval_shape(model.build().init, jax.random.key(0), sample)["params"]
+    return {
+        name: tuple(leaf.shape)
+        for name, leaf in traverse_util.flatten_dict(shapes, sep="/").items()
+    }
+
+
+def _read_params(handle: h5py.Group, path, model: ModelConfig) -> dict[str, np.ndarray]:
+    group = handle.get("params")
+    if not isinstance(group, h5py.Group):
+        raise PateError(f"{path}: missing group 'params', expected the student's weights")
+    found: dict[str, h5py.Dataset] = {}
+    group.visititems(
+        lambda name, obj: found.__setitem__(name, obj) if isinstance(obj, h5py.Dataset) else None
+    )
+    try:
+        expected = expected_param_shapes(model)
+    except Exception as exc:  # flax/jax refuse a model they cannot build: one line, not a traceback
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PateError(
+            f"{path}: attribute 'model' describes no buildable model ({detail})"
+        ) from None
+    for name, shape in expected.items():
+        if name not in found:
+            raise PateError(
+                f"{path}: missing dataset 'params/{name}', expected shape {shape} for the model in "
+                "attribute 'model'"
+            )
+        if found[name].shape != shape:
+            raise PateError(
+                f"{path}: dataset 'params/{name}' has shape {found[name].shape}, expected {shape} for "
+                "the model in attribute 'model'"
+            )
+        if found[name].dtype.kind != "f":
+            raise PateError(
+                f"{path}: dataset 'params/{name}' has dtype {found[name].dtype}, expected floats"
+            )
+    extra = sorted(set(found) - set(expected))
+    if extra:
+        raise PateError(
+            f"{path}: dataset 'params/{extra[0]}' is not a parameter of the model in attribute "
+            f"'model', expected only {', '.join(sorted(expected))}"
+        )
+    check_fits_in_memory(handle, path, [f"params/{name}" for name in expected])
+    flat = {}
+    for name in expected:
+        value = found[name][()]
+        if not np.all(np.isfinite(value)):
+            raise PateError(
+                f"{path}: dataset 'params/{name}' holds NaN or inf, expected finite weights"
+            )
+        flat[name] = value
+    return flat
+
+
+def _read_preprocessing(handle: h5py.Group, path, model: ModelConfig) -> Preprocessing:
+    group = handle.get("preprocessing")
+    if not isinstance(group, h5py.Group):
+        raise PateError(
+            f"{path}: missing group 'preprocessing', expected datasets 'mean' and 'std' and "
+            "attribute 'scale'"
+        )
+    scale = group.attrs.get("scale")
+    if (
+        not isinstance(scale, (int, float, np.integer, np.floating))
+        or not np.isfinite(scale)
+        or scale <= 0
+    ):
+        raise PateError(
+            f"{path}: attribute 'scale' of group 'preprocessing' is {scale!r}, expected a finite "
+            "number > 0"
+        )
+    input_shape = tuple(model.input_shape)
+    values = {}
+    for name in ("mean", "std"):
+        dataset = group.get(name)
+        if not isinstance(dataset, h5py.Dataset):
+            raise PateError(
+                f"{path}: missing dataset 'preprocessing/{name}', expected an array broadcasting to "
+                f"the input shape {input_shape}"
+            )
+        try:
+            fits = np.broadcast_shapes(dataset.shape, input_shape) == input_shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise PateError(
+                f"{path}: dataset 'preprocessing/{name}' has shape {dataset.shape}, expected a shape "
+                f"that broadcasts to the input shape {input_shape}"
+            )
+        if dataset.dtype.kind not in ("f", "i", "u"):
+            raise PateError(
+                f"{path}: dataset 'preprocessing/{name}' has dtype {dataset.dtype}, expected numbers"
+            )
+        values[name] = dataset[()]
+    if not np.all(np.isfinite(values["mean"])):
+        raise PateError(
+            f"{path}: dataset 'preprocessing/mean' holds NaN or inf, expected finite values"
+        )
+    std = values["std"]
+    bad = ~(np.isfinite(std) & (std > 0))
+    if np.any(bad):
+        raise PateError(
+            f"{path}: dataset 'preprocessing/std' holds {float(std[bad].flat[0])!r}, expected finite "
+            "values > 0"
+        )
+    return Preprocessing(scale=float(scale), mean=values["mean"], std=std)
 
 
 def write_predictions(

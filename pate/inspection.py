@@ -16,9 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from pate.errors import PateError
+from pate.io import array_fingerprint, check_fits_in_memory, open_h5
 from pate.labeling import LEDGER_FILE, BudgetConfig, aggregator_from_dict, budget_history, spent
 from pate.ledger import Ledger
 from pate.report import privacy_report
+
+VOTES_FILE = "votes.h5"  # as pate.distill.VOTES_FILE (not imported: distill pulls in the teachers)
 
 
 @dataclass
@@ -26,7 +29,28 @@ class Inspection:
     kind: str  # "workspace" | "release"
     report: dict
     entries: list[dict] | None = None
-    votes: np.ndarray | None = None
+    header: dict | None = None  # the ledger's header (a workspace)
+    votes_path: Path | None = None  # the workspace's votes file; read only by :func:`load_votes`
+
+
+# What ``pate inspect`` shows of a release's privacy.json: key -> expected JSON type(s).
+RELEASE_KEYS = {
+    "mechanism": str,
+    "parameters": dict,
+    "num_teachers": int,
+    "queries_seen": int,
+    "queries_answered": int,
+    "queries_rejected": int,
+    "epsilon": (int, float),
+    "delta": (int, float),
+    "max_epsilon": (int, float),
+    "order": (int, float),
+    "accountant": str,
+    "noise": str,
+    "private": bool,
+    "statement": str,
+}
+_TYPE_NAMES = {str: "a string", dict: "a JSON object", int: "an integer", bool: "true or false"}
 
 
 def inspect_path(path: str | os.PathLike) -> Inspection:
@@ -58,29 +82,94 @@ def inspect_path(path: str | os.PathLike) -> Inspection:
         )
         report.pop("stop_reason")
         report["ledger_damage"] = ledger.damage
-        votes = None
-        votes_path = path / "votes.h5"
-        if votes_path.exists():
-            import h5py
-
-            with h5py.File(votes_path, "r") as handle:
-                votes = handle["votes"][()]
-        return Inspection("workspace", report, entries, votes)
+        # The votes are read only when a plot needs them (load_votes): the ledger alone gives the report.
+        votes_path = path / VOTES_FILE
+        return Inspection(
+            "workspace",
+            report,
+            entries,
+            header=header,
+            votes_path=votes_path if votes_path.exists() else None,
+        )
     report_path = path / "privacy.json"
     if report_path.exists():
         try:
             report = json.loads(report_path.read_text())
-        except ValueError as exc:
+        except (ValueError, UnicodeDecodeError) as exc:
             raise PateError(f"{report_path}: not valid JSON ({exc})") from None
-        if report.get("format") != "pate-privacy-report":
-            raise PateError(
-                f"{report_path}: attribute 'format' is {report.get('format')!r}, expected "
-                "'pate-privacy-report'"
-            )
+        check_release_report(report, report_path)
         return Inspection("release", report)
     raise PateError(
         f"{path}: neither a workspace (no {LEDGER_FILE}) nor a release (no privacy.json)"
     )
+
+
+def check_release_report(report, path: str | os.PathLike) -> None:
+    """Refuse a release's privacy.json that is not a report ``pate inspect`` can show."""
+    if not isinstance(report, dict):
+        kind = "a list" if isinstance(report, list) else f"a JSON {type(report).__name__}"
+        raise PateError(f"{path}: is {kind}, expected a JSON object (a pate-privacy-report)")
+    if report.get("format") != "pate-privacy-report":
+        raise PateError(
+            f"{path}: key 'format' is {report.get('format')!r}, expected 'pate-privacy-report'"
+        )
+    for key, expected in RELEASE_KEYS.items():
+        if key not in report:
+            raise PateError(f"{path}: missing key {key!r}, expected a complete pate-privacy-report")
+        value = report[key]
+        numeric = expected == (int, float)
+        ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+        if not ok:
+            wanted = "a number" if numeric else _TYPE_NAMES[expected]
+            raise PateError(f"{path}: key {key!r} is {value!r}, expected {wanted}")
+    for name, value in report["parameters"].items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise PateError(f"{path}: key 'parameters' has {name}={value!r}, expected a number")
+    dd = report.get("epsilon_data_dependent")
+    if dd is not None and (not isinstance(dd, (int, float)) or isinstance(dd, bool)):
+        raise PateError(
+            f"{path}: key 'epsilon_data_dependent' is {dd!r}, expected a number or null"
+        )
+
+
+def load_votes(inspection: Inspection) -> np.ndarray | None:
+    """The workspace's vote histograms (Q x C), checked against its ledger; ``None`` without them.
+
+    Refuses, naming the votes file, one that is not HDF5, has no ``votes`` dataset, or holds votes of
+    another shape or another run than the ledger's (its ``votes_sha256``).
+    """
+    path = inspection.votes_path
+    if inspection.kind != "workspace" or path is None:
+        return None
+    import h5py
+
+    header = inspection.header or {}
+    entries = inspection.entries or []
+    rows = header.get("num_queries", max((e["q"] for e in entries), default=-1) + 1)
+    classes = header.get("num_classes")
+    with open_h5(path, "votes file") as handle:
+        dataset = handle.get("votes")
+        if not isinstance(dataset, h5py.Dataset):
+            raise PateError(
+                f"{path}: missing dataset 'votes', expected the ({rows}, classes) vote counts of "
+                "the ledger's queries (needed for --plot)"
+            )
+        shape = dataset.shape
+        if len(shape) != 2 or shape[0] != rows or shape[1] < 2 or shape[1] != (classes or shape[1]):
+            raise PateError(
+                f"{path}: dataset 'votes' has shape {shape}, expected ({rows}, {classes or 'classes'}) "
+                "as the ledger's queries (needed for --plot)"
+            )
+        if dataset.dtype.kind not in ("i", "u"):
+            raise PateError(f"{path}: dataset 'votes' has dtype {dataset.dtype}, expected integers")
+        check_fits_in_memory(handle, path, ["votes"])
+        votes = dataset[()]
+    if "votes_sha256" in header and array_fingerprint(votes) != header["votes_sha256"]:
+        raise PateError(
+            f"{path}: dataset 'votes' does not match the ledger's votes_sha256, expected the votes "
+            "of this workspace's run (needed for --plot)"
+        )
+    return votes
 
 
 def epsilon_curve(entries: list[dict], header: dict, points: int = 120):
@@ -104,6 +193,7 @@ def epsilon_curve(entries: list[dict], header: dict, points: int = 120):
 
 def plot_inspection(inspection: Inspection, out_path: str | os.PathLike) -> None:
     """Draw epsilon against queries answered and, for a workspace, the vote-margin distribution."""
+    votes = load_votes(inspection)  # refuses damaged votes before anything is drawn or written
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,10 +226,10 @@ def plot_inspection(inspection: Inspection, out_path: str | os.PathLike) -> None
     ax.set_title(f"{report['mechanism']}: privacy spent")
     ax.legend(loc="upper left", fontsize=8)
     ax = axes[1]
-    if inspection.entries and inspection.votes is not None:
+    if inspection.entries and votes is not None:
         seen = np.array([e["q"] for e in inspection.entries])
-        answered_mask = np.array([e["answered"] for e in inspection.entries])
-        top2 = np.sort(inspection.votes[seen], axis=1)[:, -2:]
+        answered_mask = np.array([e["answered"] for e in inspection.entries], dtype=bool)
+        top2 = np.sort(votes[seen], axis=1)[:, -2:]
         margin = top2[:, 1] - top2[:, 0]
         bins = np.linspace(0, max(int(margin.max()), 1), 30)
         ax.hist(margin[answered_mask], bins=bins, alpha=0.7, label="answered")
@@ -159,5 +249,5 @@ def plot_inspection(inspection: Inspection, out_path: str | os.PathLike) -> None
         )
         ax.set_axis_off()
     fig.tight_layout()
-    fig.savefig(out_path, dpi=110)
+    fig.savefig(out_path, dpi=110, format="png")
     plt.close(fig)

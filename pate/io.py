@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -109,6 +110,19 @@ def _attr_str(value) -> str | None:
     return str(value)
 
 
+def _attr_int(value) -> int | None:
+    """An integer attribute (a float only when integral); ``None`` for anything else."""
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)) and np.isfinite(value) and value == int(value):
+        return int(value)
+    return None
+
+
 def _attr_strings(value) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -122,15 +136,16 @@ def _attr_strings(value) -> tuple[str, ...]:
 def read_dataset_attrs(handle: h5py.File, path: str | os.PathLike) -> dict:
     """Validate a dataset file's attributes and return them as plain Python values."""
     require_format(handle, path, DATASET_FORMAT)
-    if "features" not in handle:
+    features = handle.get("features")
+    if not isinstance(features, h5py.Dataset) or features.ndim < 1:
         raise PateError(f"{path}: missing dataset 'features', expected an (N, ...) array")
-    num_classes = handle.attrs.get("num_classes")
-    if num_classes is None or int(num_classes) < 2:
-        raise PateError(
-            f"{path}: attribute 'num_classes' is {num_classes!r}, expected an integer >= 2"
-        )
+    num_classes = _attr_int(handle.attrs.get("num_classes"))
+    if num_classes is None or num_classes < 2:
+        found = handle.attrs.get("num_classes")
+        found = _attr_str(found) if isinstance(found, (bytes, str)) else found
+        raise PateError(f"{path}: attribute 'num_classes' is {found!r}, expected an integer >= 2")
     return {
-        "num_classes": int(num_classes),
+        "num_classes": num_classes,
         "class_names": _attr_strings(handle.attrs.get("class_names")),
         "feature_names": _attr_strings(handle.attrs.get("feature_names")),
         "name": _attr_str(handle.attrs.get("name")) or "",
@@ -146,25 +161,90 @@ def read_ids(handle: h5py.File, path: str | os.PathLike, column: str) -> np.ndar
             f"{path}: missing id column {column!r} (found {present or 'no other columns'}); "
             "pass the right --individual-column"
         )
-    ids = handle[column][()]
-    if ids.ndim != 1 or len(ids) != handle["features"].shape[0]:
+    column_data = handle[column]
+    rows = handle["features"].shape[0]
+    shape = getattr(column_data, "shape", None)
+    if not isinstance(column_data, h5py.Dataset) or shape != (rows,):
+        raise PateError(f"{path}: id column {column!r} has shape {shape}, expected ({rows},)")
+    if column_data.dtype.kind not in ("i", "u", "U", "S", "O"):
         raise PateError(
-            f"{path}: id column {column!r} has shape {ids.shape}, expected ({handle['features'].shape[0]},)"
+            f"{path}: id column {column!r} has dtype {column_data.dtype}, expected integers or strings"
         )
-    if ids.dtype.kind not in ("i", "u", "U", "S", "O"):
-        raise PateError(
-            f"{path}: id column {column!r} has dtype {ids.dtype}, expected integers or strings"
-        )
-    return decode_ids(ids)
+    return decode_ids(column_data[()], path=path, column=column)
 
 
-def decode_ids(ids: np.ndarray) -> np.ndarray:
-    """Integer ids as int64; byte or object strings as a numpy str array."""
+def decode_ids(
+    ids: np.ndarray, *, path: str | os.PathLike | None = None, column: str = "individual_id"
+) -> np.ndarray:
+    """Integer ids as int64; byte or object strings as a numpy str array.
+
+    Bytes that are not UTF-8 are refused, naming ``path``, ``column`` and the first such record.
+    """
     if ids.dtype.kind in ("S", "O"):
-        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in ids])
+        values = []
+        for row, value in enumerate(ids):
+            if isinstance(value, bytes):
+                try:
+                    value = value.decode()
+                except UnicodeDecodeError:
+                    raise PateError(
+                        f"{path or 'ids'}: dataset {column!r} holds bytes that are not UTF-8 in "
+                        f"record {row}, expected UTF-8 strings or integers"
+                    ) from None
+            values.append(str(value))
+        return np.array(values)
     if ids.dtype.kind in ("i", "u"):
         return ids.astype(np.int64)
     return ids
+
+
+def check_rows(handle: h5py.Group, path: str | os.PathLike, name: str) -> None:
+    """Refuse a column ``name`` that is not a 1-D dataset with one row per record of ``features``."""
+    rows = handle["features"].shape[0]
+    column = handle[name]
+    shape = getattr(column, "shape", None)
+    if not isinstance(column, h5py.Dataset) or shape is None or len(shape) != 1:
+        raise PateError(f"{path}: dataset {name!r} has shape {shape}, expected ({rows},)")
+    if shape[0] != rows:
+        raise PateError(f"{path}: dataset {name!r} has {shape[0]} rows, expected {rows}")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo, else the free physical
+    pages); ``None`` when neither can be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def declared_bytes(dataset: h5py.Dataset) -> int:
+    """What reading ``dataset`` whole takes, from its declared shape and dtype (nothing is read)."""
+    return math.prod(dataset.shape) * dataset.dtype.itemsize
+
+
+def check_fits_in_memory(handle: h5py.Group, path: str | os.PathLike, names: list[str]) -> None:
+    """Refuse, before anything is read, datasets ``names`` (those present) that are to be read whole
+    when their declared size together exceeds the memory available."""
+    present = [name for name in names if isinstance(handle.get(name), h5py.Dataset)]
+    total = sum(declared_bytes(handle[name]) for name in present)
+    available = available_memory()
+    if available is None or total <= available:
+        return
+    largest = max(present, key=lambda name: declared_bytes(handle[name]))
+    listed = ", ".join(repr(name) for name in present)
+    raise PateError(
+        f"{path}: dataset {largest!r} declares shape {handle[largest].shape}; {listed} take "
+        f"{total / 2**30:.1f} GiB to read whole, more than the memory available "
+        f"({available / 2**30:.1f} GiB), expected a dataset that fits in memory"
+    )
 
 
 def check_features(features: np.ndarray, path: str | os.PathLike, start: int = 0) -> None:
@@ -209,10 +289,16 @@ def read_dataset(
     """Read and validate a ``pate-dataset`` file.
 
     Raises :class:`PateError` for a missing file, a non-HDF5 file, a missing id column, non-finite
-    features, or labels outside ``0..num_classes-1``.
+    features, labels outside ``0..num_classes-1``, columns whose row counts disagree, no record at all,
+    or columns whose declared size is more than the memory available (checked before reading).
     """
     with open_h5(path, "dataset file") as handle:
         attrs = read_dataset_attrs(handle, path)
+        if handle["features"].shape[0] == 0:
+            raise PateError(f"{path}: dataset 'features' has 0 rows, expected at least one record")
+        check_fits_in_memory(handle, path, ["features", "labels", individual_column])
+        if "labels" in handle:
+            check_rows(handle, path, "labels")
         features = handle["features"][()]
         check_features(features, path)
         labels = None

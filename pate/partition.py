@@ -40,7 +40,9 @@ from pate.errors import PateError
 from pate.io import (
     atomic_file,
     check_features,
+    check_fits_in_memory,
     check_labels,
+    check_rows,
     decode_ids,
     file_fingerprint,
     open_h5,
@@ -185,6 +187,9 @@ def partition_file(
             raise PateError(
                 f"{input_path}: missing dataset 'labels', expected labels in 0..{attrs['num_classes'] - 1}"
             )
+        # The id and label columns are read whole; the features are streamed in chunks.
+        check_fits_in_memory(source, input_path, ["labels", config.individual_column])
+        check_rows(source, input_path, "labels")
         labels = check_labels(source["labels"][()], attrs["num_classes"], input_path)
         ids = read_ids(source, input_path, config.individual_column)
         features_in = source["features"]
