@@ -41,17 +41,17 @@ from pate.io import (
 )
 from pate.labeling import (
     LEDGER_FILE,
-    LEDGER_KIND,
-    LEDGER_VERSION,
     BudgetConfig,
     LabelingOutcome,
     check_budget_covers_one,
     new_run_id,
+    read_header,
     run_labeling,
 )
 from pate.ledger import Ledger
 from pate.models import ModelConfig, Preprocessing
 from pate.noise import make_noise
+from pate.records import QueryCharge, RunHeader
 from pate.report import privacy_report, write_report
 from pate.student import StudentConfig, TrainedModel, fit_model, fit_student, resolve_method
 from pate.teachers import Teachers, load_teacher_individuals, load_teachers
@@ -229,31 +229,29 @@ def label_and_distill(
     interactive = isinstance(aggregator, InteractiveGNMaxConfig)
     with open_h5(teachers.path, "teachers file") as handle:
         unit = str(handle.attrs.get("unit_of_privacy", "individual"))
-    header = {
-        "kind": LEDGER_KIND,
-        "version": LEDGER_VERSION,
-        "run_id": new_run_id(),
-        "teachers_sha256": teachers.sha256,
-        "public_sha256": public_sha,
-        "votes_sha256": array_fingerprint(votes),
-        "num_queries": int(len(votes)),
-        "num_classes": int(votes.shape[1]),
-        "num_teachers": teachers.num_teachers,
-        "aggregator": aggregator.to_dict(),
-        "delta": budget.delta,
-        "max_epsilon": budget.max_epsilon,
-        "orders": budget.orders,
-        "conversion": budget.conversion,
-        "noise": noise.description,
-        "noise_private": bool(noise.private),
-        "noise_seed": noise_seed,
-        "stages": {"warmup_queries": warmup_queries} if interactive else None,
-        "unit_of_privacy": unit,
-    }
+    header = RunHeader(
+        run_id=new_run_id(),
+        teachers_sha256=teachers.sha256,
+        public_sha256=public_sha,
+        votes_sha256=array_fingerprint(votes),
+        num_queries=int(len(votes)),
+        num_classes=int(votes.shape[1]),
+        num_teachers=teachers.num_teachers,
+        aggregator=aggregator.to_dict(),
+        delta=budget.delta,
+        max_epsilon=budget.max_epsilon,
+        orders=budget.orders,
+        conversion=budget.conversion,
+        noise=noise.description,
+        noise_private=bool(noise.private),
+        noise_seed=noise_seed,
+        stages={"warmup_queries": warmup_queries} if interactive else None,
+        unit_of_privacy=unit,
+    )
 
-    def student_probs_fn(entries: list[dict]) -> np.ndarray:
-        ids = np.array([e["q"] for e in entries if e["answered"]], dtype=np.int64)
-        labels = np.array([e["label"] for e in entries if e["answered"]], dtype=np.int64)
+    def student_probs_fn(entries: list[QueryCharge]) -> np.ndarray:
+        ids = np.array([e.q for e in entries if e.answered], dtype=np.int64)
+        labels = np.array([e.label for e in entries if e.answered], dtype=np.int64)
         model = fit_student(
             public.features, ids, labels, model_config, student_config, preprocessing=preprocessing
         )
@@ -370,7 +368,7 @@ def _check_release_dir(
     run_id = None
     if ledger_path.exists():
         with Ledger.open(ledger_path, read_only=True) as ledger:
-            run_id = ledger.header.get("run_id")
+            run_id = read_header(ledger).run_id
     if previous is not None and previous[0] == run_id:
         return previous
     if not force:

@@ -17,8 +17,17 @@ import numpy as np
 
 from pate.errors import PateError
 from pate.io import array_fingerprint, check_fits_in_memory, open_h5
-from pate.labeling import LEDGER_FILE, BudgetConfig, aggregator_from_dict, budget_history, spent
+from pate.labeling import (
+    LEDGER_FILE,
+    BudgetConfig,
+    aggregator_from_dict,
+    budget_history,
+    read_charges,
+    read_header,
+    spent,
+)
 from pate.ledger import Ledger
+from pate.records import QueryCharge, RunHeader
 from pate.report import privacy_report
 
 VOTES_FILE = "votes.h5"  # as pate.distill.VOTES_FILE (not imported: distill pulls in the teachers)
@@ -28,8 +37,8 @@ VOTES_FILE = "votes.h5"  # as pate.distill.VOTES_FILE (not imported: distill pul
 class Inspection:
     kind: str  # "workspace" | "release"
     report: dict
-    entries: list[dict] | None = None
-    header: dict | None = None  # the ledger's header (a workspace)
+    entries: list[QueryCharge] | None = None
+    header: RunHeader | None = None  # the ledger's header (a workspace)
     votes_path: Path | None = None  # the workspace's votes file; read only by :func:`load_votes`
 
 
@@ -63,22 +72,16 @@ def inspect_path(path: str | os.PathLike) -> Inspection:
     ledger_path = path / LEDGER_FILE
     if ledger_path.exists():
         ledger = Ledger.open(ledger_path, read_only=True, tolerate_damage=True)
-        header = ledger.header
-        entries = ledger.entries()
-        config = aggregator_from_dict(header["aggregator"])
-        budget = BudgetConfig(
-            delta=header["delta"],
-            max_epsilon=header["max_epsilon"],
-            orders=header["orders"],
-            conversion=header["conversion"],
-        )
-        state = spent(entries, config, budget)
+        header = read_header(ledger)
+        entries = read_charges(ledger)
+        history = budget_history(ledger)
+        state = spent(entries, aggregator_from_dict(header.aggregator), budget_of(header))
         report = privacy_report(
             header=header,
             spent=state,
             stop_reason="see ledger",
             include_private=True,
-            max_epsilon_history=budget_history(ledger),
+            max_epsilon_history=history,
         )
         report.pop("stop_reason")
         report["ledger_damage"] = ledger.damage
@@ -143,10 +146,10 @@ def load_votes(inspection: Inspection) -> np.ndarray | None:
         return None
     import h5py
 
-    header = inspection.header or {}
+    header = inspection.header
     entries = inspection.entries or []
-    rows = header.get("num_queries", max((e["q"] for e in entries), default=-1) + 1)
-    classes = header.get("num_classes")
+    rows = header.num_queries if header else max((e.q for e in entries), default=-1) + 1
+    classes = header.num_classes if header else None
     with open_h5(path, "votes file") as handle:
         dataset = handle.get("votes")
         if not isinstance(dataset, h5py.Dataset):
@@ -164,7 +167,7 @@ def load_votes(inspection: Inspection) -> np.ndarray | None:
             raise PateError(f"{path}: dataset 'votes' has dtype {dataset.dtype}, expected integers")
         check_fits_in_memory(handle, path, ["votes"])
         votes = dataset[()]
-    if "votes_sha256" in header and array_fingerprint(votes) != header["votes_sha256"]:
+    if header is not None and array_fingerprint(votes) != header.votes_sha256:
         raise PateError(
             f"{path}: dataset 'votes' does not match the ledger's votes_sha256, expected the votes "
             "of this workspace's run (needed for --plot)"
@@ -172,15 +175,20 @@ def load_votes(inspection: Inspection) -> np.ndarray | None:
     return votes
 
 
-def epsilon_curve(entries: list[dict], header: dict, points: int = 120):
-    """Epsilon (data-independent and data-dependent) after k queries, at up to ``points`` values of k."""
-    config = aggregator_from_dict(header["aggregator"])
-    budget = BudgetConfig(
-        delta=header["delta"],
-        max_epsilon=header["max_epsilon"],
-        orders=header["orders"],
-        conversion=header["conversion"],
+def budget_of(header: RunHeader) -> BudgetConfig:
+    """How the run's epsilon is computed (delta, orders, conversion), as its header records it."""
+    return BudgetConfig(
+        delta=header.delta,
+        max_epsilon=header.max_epsilon,
+        orders=header.orders,
+        conversion=header.conversion,
     )
+
+
+def epsilon_curve(entries: list[QueryCharge], header: RunHeader, points: int = 120):
+    """Epsilon (data-independent and data-dependent) after k queries, at up to ``points`` values of k."""
+    config = aggregator_from_dict(header.aggregator)
+    budget = budget_of(header)
     ks = np.unique(np.linspace(1, len(entries), min(points, len(entries))).astype(int))
     answered, eps_di, eps_dd = [], [], []
     for k in ks:
@@ -202,15 +210,8 @@ def plot_inspection(inspection: Inspection, out_path: str | os.PathLike) -> None
     report = inspection.report
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     ax = axes[0]
-    if inspection.entries:
-        header = {
-            "aggregator": {"mechanism": report["mechanism"], **report["parameters"]},
-            "delta": report["delta"],
-            "max_epsilon": report["max_epsilon"],
-            "orders": report["orders"],
-            "conversion": report["conversion"],
-        }
-        answered, eps_di, eps_dd = epsilon_curve(inspection.entries, header)
+    if inspection.entries and inspection.header is not None:
+        answered, eps_di, eps_dd = epsilon_curve(inspection.entries, inspection.header)
         ax.plot(answered, eps_di, label="data-independent (publishable)")
         ax.plot(answered, eps_dd, label="data-dependent (private-internal)")
     else:
@@ -227,8 +228,8 @@ def plot_inspection(inspection: Inspection, out_path: str | os.PathLike) -> None
     ax.legend(loc="upper left", fontsize=8)
     ax = axes[1]
     if inspection.entries and votes is not None:
-        seen = np.array([e["q"] for e in inspection.entries])
-        answered_mask = np.array([e["answered"] for e in inspection.entries], dtype=bool)
+        seen = np.array([e.q for e in inspection.entries])
+        answered_mask = np.array([e.answered for e in inspection.entries], dtype=bool)
         top2 = np.sort(votes[seen], axis=1)[:, -2:]
         margin = top2[:, 1] - top2[:, 0]
         bins = np.linspace(0, max(int(margin.max()), 1), 30)

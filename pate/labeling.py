@@ -19,21 +19,18 @@ The publishable epsilon is the data-independent one. The data-dependent epsilon 
 per-query bounds stored in the ledger; it depends on the private votes and is reported as
 private-internal (publishing it needs the smooth-sensitivity release of PATE 2018, Appendix B).
 
-Ledger entries, one per query::
-
-    {"q": query index, "label": released label or -1, "answered": bool,
-     "teacher": bool (paid the GNMax/LNMax step), "checked": bool (paid a threshold check),
-     "logq": ln q bound of the teacher answer or null, "logq_check": ln q bound of the check or null,
-     "stage": 0 or 1 (Interactive-GNMax: 0 = Confident-GNMax warm-up, 1 = interactive)}
+The ledger's header is a :class:`pate.records.RunHeader` and each of its entries a
+:class:`pate.records.QueryCharge` (one per query), written and read through those types only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +49,9 @@ from pate.aggregate import (
 from pate.errors import BudgetExhausted, PateError
 from pate.ledger import Ledger
 from pate.noise import NoiseSource, SeededNoise, logq_gnmax_discrete, logq_lnmax_discrete
+from pate.records import QueryCharge, RunHeader
 
 LEDGER_FILE = "ledger.jsonl"
-LEDGER_KIND = "pate-ledger"
-LEDGER_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -136,32 +132,30 @@ class Spent:
     threshold_checked: int
 
 
-def spent(entries: list[dict], config: AggregatorConfig, budget: BudgetConfig) -> Spent:
-    """Recompute the budget spent by ``entries`` from their per-query records (vectorised)."""
+def spent(entries: Sequence[QueryCharge], config: AggregatorConfig, budget: BudgetConfig) -> Spent:
+    """Recompute the budget spent by ``entries`` from their per-query charges (vectorised)."""
     orders = budget.order_values
-    teacher = np.array([bool(e["teacher"]) for e in entries], dtype=bool)
-    checked = np.array([bool(e["checked"]) for e in entries], dtype=bool)
-    answered = np.array([bool(e["answered"]) for e in entries], dtype=bool)
+    teacher = np.array([e.teacher for e in entries], dtype=bool)
+    checked = np.array([e.checked for e in entries], dtype=bool)
+    answered = np.array([e.answered for e in entries], dtype=bool)
     n_teacher, n_checked = int(teacher.sum()), int(checked.sum())
     rdp_di = np.zeros_like(orders)
     rdp_dd = np.zeros_like(orders)
     if isinstance(config, LNMaxConfig):
         if n_teacher:
             rdp_di = n_teacher * accounting.rdp_lnmax_data_independent(config.scale, orders)
-            logq = np.array([e["logq"] for e in entries if e["teacher"]], dtype=np.float64)
+            logq = np.array([e.logq for e in entries if e.teacher], dtype=np.float64)
             rdp_dd = accounting.rdp_lnmax(logq, config.scale, orders).sum(axis=0)
     else:
         sigma = _teacher_sigma(config)
         if n_teacher:
             rdp_di = n_teacher * accounting.rdp_gnmax_data_independent(sigma, orders)
-            logq = np.array([e["logq"] for e in entries if e["teacher"]], dtype=np.float64)
+            logq = np.array([e.logq for e in entries if e.teacher], dtype=np.float64)
             rdp_dd = accounting.rdp_gnmax(logq, sigma, orders).sum(axis=0)
         if n_checked:
             sigma1 = config.sigma1
             rdp_di = rdp_di + n_checked * accounting.rdp_threshold_data_independent(sigma1, orders)
-            logq_check = np.array(
-                [e["logq_check"] for e in entries if e["checked"]], dtype=np.float64
-            )
+            logq_check = np.array([e.logq_check for e in entries if e.checked], dtype=np.float64)
             # The check is a sensitivity-1 Gaussian-like mechanism: GNMax's bound at sqrt(2) sigma1.
             rdp_dd = rdp_dd + accounting.rdp_gnmax(logq_check, math.sqrt(2.0) * sigma1, orders).sum(
                 axis=0
@@ -217,8 +211,8 @@ def entries_for(
     *,
     student_probs: np.ndarray | None,
     stage: int,
-) -> list[dict]:
-    """Ledger entries for one aggregated batch: the answers and each query's data-dependent bounds."""
+) -> list[QueryCharge]:
+    """The charges of one aggregated batch: the answers and each query's data-dependent bounds."""
     logq = np.full(len(query_ids), np.nan)
     logq_check = np.full(len(query_ids), np.nan)
     if result.teacher_answered.any():
@@ -236,21 +230,19 @@ def entries_for(
         )
         log_answered, log_rejected = log_pr_answered_discrete(offsets, config.sigma1)
         logq_check = np.minimum(log_answered, log_rejected)
-    entries = []
-    for i, q in enumerate(query_ids):
-        entries.append(
-            {
-                "q": int(q),
-                "label": int(result.labels[i]),
-                "answered": bool(result.answered[i]),
-                "teacher": bool(result.teacher_answered[i]),
-                "checked": bool(result.threshold_checked[i]),
-                "logq": None if math.isnan(logq[i]) else float(logq[i]),
-                "logq_check": None if math.isnan(logq_check[i]) else float(logq_check[i]),
-                "stage": stage,
-            }
+    return [
+        QueryCharge(
+            q=int(q),
+            label=int(result.labels[i]),
+            answered=bool(result.answered[i]),
+            teacher=bool(result.teacher_answered[i]),
+            checked=bool(result.threshold_checked[i]),
+            logq=None if math.isnan(logq[i]) else float(logq[i]),
+            logq_check=None if math.isnan(logq_check[i]) else float(logq_check[i]),
+            stage=stage,
         )
-    return entries
+        for i, q in enumerate(query_ids)
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -261,18 +253,18 @@ def entries_for(
 class LabelingOutcome:
     """What a (possibly resumed) labelling run produced."""
 
-    entries: list[dict]
+    entries: list[QueryCharge]
     spent: Spent
     stop_reason: str
     new_queries: int
     resumed_queries: int
-    header: dict = field(default_factory=dict)
+    header: RunHeader
     max_epsilon_history: tuple[float, ...] = ()
 
     @property
     def run_id(self) -> str:
         """The run's random identifier (public: drawn from the OS CSPRNG, see :func:`new_run_id`)."""
-        return str(self.header.get("run_id", ""))
+        return self.header.run_id
 
     @property
     def max_epsilon(self) -> float:
@@ -281,11 +273,11 @@ class LabelingOutcome:
 
     @property
     def answered_ids(self) -> np.ndarray:
-        return np.array([e["q"] for e in self.entries if e["answered"]], dtype=np.int64)
+        return np.array([e.q for e in self.entries if e.answered], dtype=np.int64)
 
     @property
     def answered_labels(self) -> np.ndarray:
-        return np.array([e["label"] for e in self.entries if e["answered"]], dtype=np.int64)
+        return np.array([e.label for e in self.entries if e.answered], dtype=np.int64)
 
 
 def batch_noise(noise: NoiseSource, noise_seed: int | None, first_query: int) -> NoiseSource:
@@ -309,31 +301,27 @@ def new_run_id() -> str:
     return secrets.token_hex(16)
 
 
-# Header keys that must match when a workspace is resumed (the run id and the budget are not among
-# them: the first is the ledger's own, the second may be raised explicitly, see ``open_ledger``).
-MATCHING_HEADER_KEYS = (
-    "kind",
-    "teachers_sha256",
-    "public_sha256",
-    "votes_sha256",
-    "aggregator",
-    "delta",
-    "orders",
-    "conversion",
-    "noise_seed",
-    "num_queries",
-    "stages",
-)
+def read_header(ledger: Ledger) -> RunHeader:
+    """The ledger's header as a validated :class:`RunHeader`."""
+    return RunHeader.from_dict(ledger.header, where=f"{ledger.path}: header")
+
+
+def read_charges(ledger: Ledger) -> list[QueryCharge]:
+    """The ledger's entries as validated :class:`QueryCharge` records, in order."""
+    return [
+        QueryCharge.from_dict(entry, where=f"{ledger.path}: entry {index}")
+        for index, entry in enumerate(ledger.entries())
+    ]
 
 
 def budget_history(ledger: Ledger) -> tuple[float, ...]:
     """Every ``max_epsilon`` that was in force, in order: the header's, then each recorded change."""
-    return (float(ledger.header["max_epsilon"]),) + tuple(
+    return (read_header(ledger).max_epsilon,) + tuple(
         float(change["max_epsilon"]) for change in ledger.budgets()
     )
 
 
-def open_ledger(path: Path, header: dict, *, raise_budget: bool = False) -> Ledger:
+def open_ledger(path: Path, header: RunHeader, *, raise_budget: bool = False) -> Ledger:
     """Create the ledger with ``header``, or open an existing one and refuse it unless it matches.
 
     A requested ``max_epsilon`` other than the one in force is refused, unless ``raise_budget`` is set
@@ -341,18 +329,18 @@ def open_ledger(path: Path, header: dict, *, raise_budget: bool = False) -> Ledg
     answered under it, so the history of budgets is never lost and the release states the last one.
     """
     if not path.exists():
-        return Ledger.create(path, header)
+        return Ledger.create(path, header.to_dict())
     ledger = Ledger.open(path)
     try:
-        found = ledger.header
-        for key in MATCHING_HEADER_KEYS:
-            if found.get(key) != header.get(key):
-                raise PateError(
-                    f"{path}: ledger belongs to another run ({key} is {found.get(key)!r}, this run "
-                    f"has {header.get(key)!r}); use a new workspace"
-                )
+        found = read_header(ledger)
+        name = found.mismatch(header)
+        if name is not None:
+            raise PateError(
+                f"{path}: ledger belongs to another run ({name} is {getattr(found, name)!r}, this "
+                f"run has {getattr(header, name)!r}); use a new workspace"
+            )
         in_force = budget_history(ledger)[-1]
-        requested = float(header["max_epsilon"])
+        requested = header.max_epsilon
         if requested != in_force:
             if not raise_budget:
                 raise PateError(
@@ -380,9 +368,9 @@ def run_labeling(
     *,
     noise: NoiseSource,
     noise_seed: int | None,
-    header: dict,
+    header: RunHeader,
     batch_queries: int = 32,
-    student_probs_fn: Callable[[list[dict]], np.ndarray] | None = None,
+    student_probs_fn: Callable[[list[QueryCharge]], np.ndarray] | None = None,
     warmup_queries: int = 0,
     on_batch: Callable[[int, Spent], None] | None = None,
     released: tuple[str, int] | None = None,
@@ -403,7 +391,7 @@ def run_labeling(
     votes = np.asarray(votes)
     num_queries = len(votes)
     limit = num_queries if budget.max_queries is None else min(num_queries, budget.max_queries)
-    header = {**header, "max_epsilon": budget.max_epsilon}  # the budget is recorded from one place
+    header = dataclasses.replace(header, max_epsilon=budget.max_epsilon)  # one source: the budget
     ledger = open_ledger(Path(ledger_path), header, raise_budget=raise_budget)
     with ledger:
         return _answer(
@@ -432,7 +420,7 @@ def _answer(
     noise: NoiseSource,
     noise_seed: int | None,
     batch_queries: int,
-    student_probs_fn: Callable[[list[dict]], np.ndarray] | None,
+    student_probs_fn: Callable[[list[QueryCharge]], np.ndarray] | None,
     warmup_queries: int,
     on_batch: Callable[[int, Spent], None] | None,
     released: tuple[str, int] | None,
@@ -440,15 +428,16 @@ def _answer(
     """The loop of :func:`run_labeling` on an open, accepted ledger."""
     ledger_path = ledger.path
     num_queries = len(votes)
-    entries = ledger.entries()
-    if released is not None and released[0] == ledger.header.get("run_id"):
+    entries = read_charges(ledger)
+    header = read_header(ledger)
+    if released is not None and released[0] == header.run_id:
         if len(entries) < released[1]:
             raise PateError(
                 f"{ledger_path}: the ledger holds {len(entries)} queries but the release of this "
                 f"run was made from {released[1]}; records were removed, refusing to under-count"
             )
     resumed = len(entries)
-    if [e["q"] for e in entries] != list(range(resumed)):
+    if [e.q for e in entries] != list(range(resumed)):
         raise PateError(f"{ledger_path}: ledger queries are not the prefix 0..{resumed - 1}")
     orders = budget.order_values
     worst = worst_case_rdp(config, orders)
@@ -494,7 +483,7 @@ def _answer(
             student_probs=probs,
             stage=0 if (in_stage0 or not interactive) else 1,
         )
-        ledger.append(batch_entries)  # durable before anything of this batch is released
+        ledger.append([e.to_dict() for e in batch_entries])  # durable before any is released
         entries.extend(batch_entries)
         state = spent(entries, config, budget)
         next_query += room
@@ -508,7 +497,7 @@ def _answer(
         stop_reason=stop_reason,
         new_queries=len(entries) - resumed,
         resumed_queries=resumed,
-        header=ledger.header,
+        header=header,
         max_epsilon_history=budget_history(ledger),
     )
 

@@ -55,6 +55,7 @@ from typing import Any
 
 from pate.errors import PateError
 from pate.io import json_default
+from pate.records import LEDGER_KIND, LEDGER_VERSION
 
 __all__ = [
     "HEAD_FORMAT",
@@ -65,8 +66,7 @@ __all__ = [
     "is_private_file",
 ]
 
-LEDGER_FORMAT = "pate-ledger"
-LEDGER_VERSION = 1
+LEDGER_FORMAT = LEDGER_KIND  # the file's format is the run header's kind: one definition
 HEAD_FORMAT = "pate-ledger-head"
 _MODE = 0o600
 

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 
 from pate.io import atomic_file
+from pate.records import RunHeader
 
 REPORT_FORMAT = "pate-privacy-report"
 REPORT_VERSION = 1
@@ -25,7 +26,7 @@ REPORT_VERSION = 1
 
 def privacy_report(
     *,
-    header: dict,
+    header: RunHeader,
     spent,
     stop_reason: str,
     include_private: bool,
@@ -36,15 +37,14 @@ def privacy_report(
     ``max_epsilon_history`` lists every budget that was in force (the header's, then each raise
     recorded in the ledger); the report states the last one as ``max_epsilon``.
     """
-    history = [float(x) for x in (max_epsilon_history or (header["max_epsilon"],))]
-    aggregator = dict(header["aggregator"])
+    history = [float(x) for x in (max_epsilon_history or (header.max_epsilon,))]
+    aggregator = dict(header.aggregator)
     mechanism = aggregator.pop("mechanism")
-    private_noise = bool(header["noise_private"])
     report = {
         "format": REPORT_FORMAT,
         "version": REPORT_VERSION,
         "epsilon": spent.epsilon_data_independent,
-        "delta": header["delta"],
+        "delta": header.delta,
         "mechanism": mechanism,
         "parameters": aggregator,
         "queries_seen": spent.queries_seen,
@@ -63,17 +63,17 @@ def privacy_report(
         "max_epsilon_history": history,
         "stop_reason": stop_reason,
         "accountant": (
-            f"Renyi DP over {header['orders']} orders, {header['conversion']} conversion to "
+            f"Renyi DP over {header.orders} orders, {header.conversion} conversion to "
             "(epsilon, delta)"
         ),
-        "orders": header["orders"],
-        "conversion": header["conversion"],
-        "noise": header["noise"],
-        "private": private_noise,
-        "unit_of_privacy": header.get("unit_of_privacy", "individual"),
-        "num_teachers": header["num_teachers"],
-        "public_sha256": header["public_sha256"],
-        "run_id": header.get("run_id"),
+        "orders": header.orders,
+        "conversion": header.conversion,
+        "noise": header.noise,
+        "private": header.noise_private,
+        "unit_of_privacy": header.unit_of_privacy,
+        "num_teachers": header.num_teachers,
+        "public_sha256": header.public_sha256,
+        "run_id": header.run_id,
     }
     report["statement"] = privacy_statement(report)
     return report

@@ -336,29 +336,28 @@ def make_workspace(folder: Path, votes: np.ndarray) -> Path:
     from pate.io import array_fingerprint
     from pate.labeling import BudgetConfig, run_labeling
     from pate.noise import SeededNoise
+    from pate.records import RunHeader
 
     folder.mkdir(mode=0o700)
     config = GNMaxConfig(2.0)
-    header = {
-        "kind": "pate-ledger",
-        "version": 1,
-        "teachers_sha256": "t",
-        "public_sha256": "p",
-        "votes_sha256": array_fingerprint(votes),
-        "num_queries": int(len(votes)),
-        "num_classes": int(votes.shape[1]),
-        "num_teachers": int(votes.sum(axis=1).max()),
-        "aggregator": config.to_dict(),
-        "delta": 1e-5,
-        "max_epsilon": 50.0,
-        "orders": "default",
-        "conversion": "improved",
-        "noise": "seeded(seed=1), NOT PRIVATE",
-        "noise_private": False,
-        "noise_seed": 1,
-        "stages": None,
-        "unit_of_privacy": "individual",
-    }
+    header = RunHeader(
+        run_id="r",
+        teachers_sha256="t",
+        public_sha256="p",
+        votes_sha256=array_fingerprint(votes),
+        num_queries=int(len(votes)),
+        num_classes=int(votes.shape[1]),
+        num_teachers=int(votes.sum(axis=1).max()),
+        aggregator=config.to_dict(),
+        delta=1e-5,
+        max_epsilon=50.0,
+        orders="default",
+        conversion="improved",
+        noise="seeded(seed=1), NOT PRIVATE",
+        noise_private=False,
+        noise_seed=1,
+        stages=None,
+    )
     run_labeling(
         votes,
         config,

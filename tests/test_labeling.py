@@ -19,6 +19,7 @@ from pate.labeling import (
     worst_case_rdp,
 )
 from pate.noise import make_noise
+from pate.records import RunHeader
 
 
 def _votes(num_queries: int, num_teachers: int = 50, num_classes: int = 4, seed: int = 0):
@@ -27,22 +28,27 @@ def _votes(num_queries: int, num_teachers: int = 50, num_classes: int = 4, seed:
     return np.stack([rng.multinomial(num_teachers, p) for p in probs])
 
 
-def _header(**extra):
-    header = {
-        "kind": "pate-ledger",
+def _header(**extra) -> RunHeader:
+    values = {
+        "run_id": "r",
         "teachers_sha256": "t",
         "public_sha256": "p",
         "votes_sha256": "v",
-        "aggregator": None,
+        "num_queries": 0,
+        "num_classes": 4,
+        "num_teachers": 50,
+        "aggregator": {"mechanism": "gnmax", "sigma": 1.0},
         "delta": 1e-5,
+        "max_epsilon": 1.0,
         "orders": "default",
         "conversion": "improved",
+        "noise": "seeded(seed=7), NOT PRIVATE",
+        "noise_private": False,
         "noise_seed": 7,
-        "num_queries": None,
         "stages": None,
     }
-    header.update(extra)
-    return header
+    values.update(extra)
+    return RunHeader(**values)
 
 
 def _run(tmp_path, votes, config, budget, name="ledger.jsonl", **kwargs):
@@ -171,10 +177,10 @@ def test_interactive_gnmax_uses_a_student_after_warmup(tmp_path):
         batch_queries=20,
     )
     assert seen_entries == [40]
-    stage1 = [e for e in outcome.entries if e["stage"] == 1]
-    assert stage1 and all(e["checked"] for e in stage1)
-    student_answered = [e for e in stage1 if e["answered"] and not e["teacher"]]
-    assert student_answered and all(e["label"] == 0 for e in student_answered)
+    stage1 = [e for e in outcome.entries if e.stage == 1]
+    assert stage1 and all(e.checked for e in stage1)
+    student_answered = [e for e in stage1 if e.answered and not e.teacher]
+    assert student_answered and all(e.label == 0 for e in student_answered)
 
 
 def test_ledger_of_another_run_is_refused(tmp_path):

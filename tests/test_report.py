@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from pate.labeling import Spent
+from pate.records import RunHeader
 from pate.report import privacy_report
 
-HEADER = {
-    "aggregator": {
+HEADER = RunHeader(
+    run_id="0123456789abcdef0123456789abcdef",
+    teachers_sha256="t",
+    public_sha256="p",
+    votes_sha256="v",
+    num_queries=640,
+    num_classes=10,
+    num_teachers=250,
+    aggregator={
         "mechanism": "confident-gnmax",
         "threshold": 200.0,
         "sigma1": 150.0,
         "sigma2": 40.0,
     },
-    "delta": 1e-5,
-    "max_epsilon": 2.0,
-    "orders": "default",
-    "conversion": "improved",
-    "noise": "os-csprng",
-    "noise_private": True,
-    "num_teachers": 250,
-    "teachers_sha256": "t",
-    "public_sha256": "p",
-    "unit_of_privacy": "individual",
-}
+    delta=1e-5,
+    max_epsilon=2.0,
+    orders="default",
+    conversion="improved",
+    noise="os-csprng",
+    noise_private=True,
+    noise_seed=None,
+    stages=None,
+)
 SPENT = Spent(
     rdp_data_independent=np.zeros(3),
     rdp_data_dependent=np.zeros(3),
@@ -56,12 +64,9 @@ def test_public_statement_exact_text():
 
 
 def test_private_and_seeded_statements():
-    header = {
-        **HEADER,
-        "noise": "seeded(seed=3), NOT PRIVATE",
-        "noise_private": False,
-        "unit_of_privacy": "record",
-    }
+    header = dataclasses.replace(
+        HEADER, noise="seeded(seed=3), NOT PRIVATE", noise_private=False, unit_of_privacy="record"
+    )
     report = privacy_report(header=header, spent=SPENT, stop_reason="budget", include_private=True)
     lines = report["statement"].split("\n")
     assert (
@@ -77,3 +82,18 @@ def test_private_and_seeded_statements():
         "must not be published without a smooth-sensitivity release."
     )
     assert report["private"] is False and report["epsilon_data_dependent"] == 0.91
+
+
+def test_release_report_holds_no_private_fingerprint():
+    report = privacy_report(header=HEADER, spent=SPENT, stop_reason="budget", include_private=False)
+    assert report["run_id"] == HEADER.run_id and report["public_sha256"] == "p"
+    assert "t" not in report.values() and "v" not in report.values()  # teachers', votes' hashes
+    assert report["max_epsilon"] == 2.0 and report["max_epsilon_history"] == [2.0]
+    raised = privacy_report(
+        header=HEADER,
+        spent=SPENT,
+        stop_reason="budget",
+        include_private=False,
+        max_epsilon_history=(2.0, 3.5),
+    )
+    assert raised["max_epsilon"] == 3.5 and raised["max_epsilon_history"] == [2.0, 3.5]
