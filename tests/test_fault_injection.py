@@ -141,7 +141,7 @@ def test_sigkill_at_random_moments_never_loses_budget(tiny_adas, tmp_path):
         if not ledger_path.exists():
             continue
         ledger_view = inspect_path(workspace)
-        entries = ledger_view.entries
+        entries = [e.to_dict() for e in ledger_view.entries]
         assert [e["q"] for e in entries] == list(range(len(entries)))  # none paid twice
         assert entries == expected[: len(entries)]
         released, released_epsilon = _released(release)
