@@ -12,8 +12,8 @@ teacher, hence moves at most one vote of each query from one class to another. S
 
 Ties. Every argmax here (the noisy vote argmax and the student's argmax) breaks ties toward the
 **smallest class index** (NumPy's ``argmax``). Discrete noise makes ties happen with positive
-probability, so the data-dependent bounds of :mod:`pate.noise` (``logq_gnmax_discrete``,
-``logq_lnmax_discrete``) are computed for exactly this rule.
+probability, so the data-dependent bounds of :mod:`pate.accounting.discrete`
+(``logq_gnmax_discrete``, ``logq_lnmax_discrete``) are computed for exactly this rule.
 
 Threshold checks with integer noise. A query passes the check iff ``s + Z >= T`` where ``s`` is the
 (real-valued) statistic, ``T`` the threshold and ``Z ~ N_Z(0, sigma1^2)`` an integer. Since ``Z`` is an
@@ -23,8 +23,9 @@ has sensitivity 1 and ``ceil`` maps values at most 1 apart to integers at most 1
 integer statistic of sensitivity 1 and the pass/fail bit is post-processing of the discrete Gaussian
 mechanism on ``-c``: ``(alpha, alpha / (2 sigma1^2))``-RDP, the papers' data-independent threshold bound
 (PATE 2018 §4.2). Its exact data-dependent probability is ``Pr[answered] = Pr[Z >= c]``
-(:func:`log_pr_answered_discrete`); the papers' continuous formula ``Phi_bar((T - round(s)) / sigma1)``
-is not a bound for integer noise and must not be used for answers noised here.
+(:func:`pate.accounting.discrete.log_pr_answered_discrete`); the papers' continuous formula
+``Phi_bar((T - round(s)) / sigma1)`` is not a bound for integer noise and must not be used for answers
+noised here.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from pate.errors import PateError
-from pate.noise import NoiseSource, log_sf_discrete_gaussian
+from pate.noise import NoiseSource
 
 __all__ = [
     "AggregateResult",
@@ -51,7 +52,6 @@ __all__ = [
     "gnmax",
     "interactive_gnmax",
     "lnmax",
-    "log_pr_answered_discrete",
     "threshold_offsets",
 ]
 
@@ -241,7 +241,7 @@ def threshold_offsets(
     queries whose ``T - s`` lies within ``1e-12 (m + |T| + 1)`` of an integer, a margin far above the
     float64 rounding error (about ``4e-16 (m + |T|)``), so ``c`` is ``ceil`` of the exact real value.
     ``c`` has sensitivity 1 (module docstring); the data-dependent probability of answering is
-    ``Pr[Z >= c]`` (:func:`log_pr_answered_discrete`).
+    ``Pr[Z >= c]`` (:func:`pate.accounting.discrete.log_pr_answered_discrete`).
     """
     _finite("threshold", threshold)
     votes = _check_votes(votes)
@@ -264,19 +264,6 @@ def threshold_offsets(
     return offsets.astype(np.int64)
 
 
-def log_pr_answered_discrete(offsets: np.ndarray, sigma1: float) -> tuple[np.ndarray, np.ndarray]:
-    """Upper bounds on ``ln Pr[answered]`` and ``ln Pr[not answered]`` for threshold offsets ``c``.
-
-    ``Pr[answered] = Pr[Z >= c]`` and ``Pr[not answered] = Pr[Z >= 1 - c]`` with ``Z ~ N_Z(0, sigma1^2)``.
-    For the data-dependent threshold bound (PATE 2018 Theorem 6 on the binary outcome, with the RDP of a
-    sensitivity-1 discrete Gaussian, i.e. ``rdp_gaussian(., sqrt(2) sigma1)``) use
-    ``min(log_answered, log_rejected)`` as ``ln q``: each is a valid bound on the probability of the
-    outcome that is not the designated likely one.
-    """
-    offsets = np.asarray(offsets, dtype=np.int64)
-    return log_sf_discrete_gaussian(offsets, sigma1), log_sf_discrete_gaussian(1 - offsets, sigma1)
-
-
 # ----------------------------------------------------------------------------------------------------
 # Aggregators
 
@@ -292,7 +279,8 @@ def gnmax(votes: np.ndarray, *, sigma: float, noise: NoiseSource) -> np.ndarray:
 
     Guarantee: ``(alpha, alpha / sigma^2)``-RDP per query (Proposition 8), the accountant's
     data-independent bound. Data-dependent: Theorem 6 with ``q~`` from
-    :func:`pate.noise.logq_gnmax_discrete` (not the continuous Proposition 7, see :mod:`pate.noise`).
+    :func:`pate.accounting.discrete.logq_gnmax_discrete` (not the continuous Proposition 7, see
+    :mod:`pate.accounting.discrete`).
 
     Returns:
         (Q,) int64 labels; every query is answered.
@@ -309,7 +297,7 @@ def lnmax(votes: np.ndarray, *, scale: float, noise: NoiseSource) -> np.ndarray:
     Guarantee: ``epsilon = 2 / scale`` pure DP per query (L1 sensitivity 2), the accountant's
     data-independent bound (PATE 2017's Laplace noise ``Lap(1/gamma)`` with ``gamma = 1/scale``).
     Data-dependent: the pure-DP bound of PATE 2017 Theorem 3 with ``q~`` from
-    :func:`pate.noise.logq_lnmax_discrete`.
+    :func:`pate.accounting.discrete.logq_lnmax_discrete`.
 
     Returns:
         (Q,) int64 labels; every query is answered.
@@ -353,7 +341,8 @@ def confident_gnmax(
     Guarantee (charged by the accountant, realised not expected): every query pays the threshold check,
     ``(alpha, alpha / (2 sigma1^2))``-RDP (``max_j n_j`` has sensitivity 1); each answered query also
     pays GNMax, ``(alpha, alpha / sigma2^2)``. Data-dependent: Theorem 6 for the check with
-    :func:`log_pr_answered_discrete`, and for the answer with :func:`pate.noise.logq_gnmax_discrete`.
+    :func:`pate.accounting.discrete.log_pr_answered_discrete`, and for the answer with
+    :func:`pate.accounting.discrete.logq_gnmax_discrete`.
 
     Returns:
         labels (-1 where unanswered), answered == teacher_answered, threshold_checked all True.

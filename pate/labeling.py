@@ -36,6 +36,11 @@ from pathlib import Path
 import numpy as np
 
 from pate import accounting
+from pate.accounting.discrete import (
+    log_pr_answered_discrete,
+    logq_gnmax_discrete,
+    logq_lnmax_discrete,
+)
 from pate.aggregate import (
     AggregatorConfig,
     ConfidentGNMaxConfig,
@@ -43,12 +48,11 @@ from pate.aggregate import (
     InteractiveGNMaxConfig,
     LNMaxConfig,
     aggregate,
-    log_pr_answered_discrete,
     threshold_offsets,
 )
 from pate.errors import BudgetExhausted, PateError
 from pate.ledger import Ledger
-from pate.noise import NoiseSource, SeededNoise, logq_gnmax_discrete, logq_lnmax_discrete
+from pate.noise import NoiseSource, SeededNoise
 from pate.records import QueryCharge, RunHeader
 
 LEDGER_FILE = "ledger.jsonl"

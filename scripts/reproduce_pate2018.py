@@ -19,8 +19,9 @@ paper's delta, order list and (classic) conversion:
 
 * ``epsilon_data_dependent``: what the pipeline's ledger charged, the *realised* cost (the threshold
   check of every query, the GNMax step of the answered ones) with data-dependent bounds from the
-  *discrete* Gaussian noise we actually draw (:func:`pate.noise.logq_gnmax_discrete`). This is the one
-  we report as ours: the papers' Gaussian-tail bound on q is not a valid bound for integer noise.
+  *discrete* Gaussian noise we actually draw (:func:`pate.accounting.discrete.logq_gnmax_discrete`).
+  This is the one we report as ours: the papers' Gaussian-tail bound on q is not a valid bound for
+  integer noise.
 * ``epsilon_data_dependent_paper``: the paper's own convention on the same votes (continuous-noise
   bounds, cost in expectation over the threshold noise), from :func:`pate.accounting.analyze`.
 * ``epsilon_with_release``: the paper-convention data-dependent epsilon plus the cost of publishing it

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from pate.accounting.discrete import log_pr_answered_discrete, log_tail_difference_discrete_gaussian
 from pate.aggregate import (
     AggregateResult,
     ConfidentGNMaxConfig,
@@ -18,11 +19,10 @@ from pate.aggregate import (
     gnmax,
     interactive_gnmax,
     lnmax,
-    log_pr_answered_discrete,
     threshold_offsets,
 )
 from pate.errors import PateError
-from pate.noise import SeededNoise, log_tail_difference_discrete_gaussian
+from pate.noise import SeededNoise
 
 TINY = 0.05  # P(N_Z(0, TINY^2) != 0) = ~2 exp(-200): noiseless for every practical purpose
 

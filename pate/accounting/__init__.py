@@ -7,6 +7,8 @@ functions take ``votes`` (Q, C) and return (Q,) or (Q, O).
 Modules:
 
 * :mod:`~pate.accounting.rdp`: per-answer bounds of GNMax, the threshold step and LNMax (PATE 2018).
+* :mod:`~pate.accounting.discrete`: the tail bounds (``ln q``, ``ln Pr[answered]``) of the exact
+  discrete noise of :mod:`pate.noise`, for the data-dependent bounds of answers noised with it.
 * :mod:`~pate.accounting.conversion`: RDP to (epsilon, delta), classic and improved.
 * :mod:`~pate.accounting.smooth_sensitivity`: the smooth-sensitivity release (PATE 2018, App. B).
 * :mod:`~pate.accounting.moments2017`: the PATE 2017 moments accountant for LNMax.
@@ -20,6 +22,14 @@ from pate.accounting.conversion import (
     epsilon_from_rdp,
     epsilon_per_order,
     order_at_edge,
+)
+from pate.accounting.discrete import (
+    log_pr_answered_discrete,
+    log_sf_discrete_gaussian,
+    log_tail_difference_discrete_gaussian,
+    log_tail_difference_discrete_laplace,
+    logq_gnmax_discrete,
+    logq_lnmax_discrete,
 )
 from pate.accounting.moments2017 import (
     DEFAULT_MOMENTS,
@@ -81,12 +91,18 @@ __all__ = [
     "local_sensitivity_gnmax",
     "local_sensitivity_paths_gnmax",
     "local_sensitivity_threshold",
+    "log_pr_answered_discrete",
+    "log_sf_discrete_gaussian",
+    "log_tail_difference_discrete_gaussian",
+    "log_tail_difference_discrete_laplace",
     "logmgf_2017",
     "logpr_answered",
     "logq0_gnmax",
     "logq1_gnmax",
     "logq_gnmax",
+    "logq_gnmax_discrete",
     "logq_lnmax",
+    "logq_lnmax_discrete",
     "moments_analysis_2017",
     "optimise_smooth_sensitivity",
     "order_at_edge",

@@ -194,3 +194,14 @@ def check_votes(
                 f"{name}: row {row} sums to {sums[row]}, expected --teachers={teachers} votes per query"
             )
     return array
+
+
+def check_threshold(threshold: float) -> float:
+    """Return ``threshold`` as a float, refusing non-numbers, NaN and infinities."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise PateError(f"Expected threshold={threshold!r} to be a finite number.") from None
+    if not math.isfinite(value):
+        raise PateError(f"Expected threshold={threshold} to be a finite number.")
+    return value

@@ -13,28 +13,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pate.accounting._cores import (
+    logpr_answered_core,
+    logq_gaussian,
+    logq_laplace,
+    rdp_gaussian_sum,
+    rdp_pure_eps_core,
+    selection_votes,
+    threshold_variance,
+)
 from pate.accounting._numerics import (
     check_delta,
     check_orders,
     check_positive,
+    check_threshold,
     check_votes,
     log1mexp,
 )
 from pate.accounting.conversion import check_conversion, epsilon_from_rdp
 from pate.accounting.moments2017 import MomentsAnalysis2017, moments_analysis_2017
 from pate.accounting.orders import resolve_orders
-from pate.accounting.rdp import (
-    _check_threshold,
-    _logpr_answered,
-    _logq_gaussian,
-    _logq_laplace,
-    _rdp_gaussian_sum,
-    _rdp_pure_eps_core,
-    _threshold_variance,
-)
 from pate.accounting.smooth_sensitivity import (
     SmoothSensitivityRelease,
-    _selection_votes,
     optimise_smooth_sensitivity,
 )
 from pate.errors import PateError
@@ -188,14 +188,14 @@ def _composed(values: np.ndarray, variance: float, orders: np.ndarray, weights: 
     """``sum_q w_q RDP(values_q)`` for the Gaussian bound, through the distinct values only."""
     unique, inverse = np.unique(values, return_inverse=True)
     per_unique = np.bincount(inverse, weights=weights, minlength=unique.size)
-    return _rdp_gaussian_sum(unique, variance, orders, per_unique)
+    return rdp_gaussian_sum(unique, variance, orders, per_unique)
 
 
 def _composed_threshold(logpr: np.ndarray, sigma1: float, orders: np.ndarray) -> np.ndarray:
     unique, inverse = np.unique(logpr, return_inverse=True)
     counts = np.bincount(inverse, minlength=unique.size).astype(np.float64)
     logq = np.minimum(unique, log1mexp(unique))
-    return _rdp_gaussian_sum(logq, _threshold_variance(sigma1), orders, counts)
+    return rdp_gaussian_sum(logq, threshold_variance(sigma1), orders, counts)
 
 
 def _check_answered(answered: np.ndarray, num_queries: int) -> np.ndarray:
@@ -278,7 +278,7 @@ def analyze(
         sigma = check_positive("sigma", sigma)
         parameters = {"sigma": sigma}
         rdp_independent = num_queries * orders_array / sigma**2
-        rdp_dependent = _composed(_logq_gaussian(votes, sigma), sigma**2, orders_array, None)
+        rdp_dependent = _composed(logq_gaussian(votes, sigma), sigma**2, orders_array, None)
         answer_sigma, step1 = sigma, None
     elif mechanism == "confident-gnmax":
         _unused(mechanism, scale=scale)
@@ -288,18 +288,18 @@ def analyze(
             raise PateError(f"sigma={sigma} and sigma2={sigma2} differ, expected only --sigma2")
         if threshold is None or sigma1 is None or sigma2 is None:
             raise PateError("confident-gnmax needs --threshold, --sigma1 and --sigma2")
-        threshold = _check_threshold(threshold)
+        threshold = check_threshold(threshold)
         sigma1 = check_positive("sigma1", sigma1)
         sigma2 = check_positive("sigma2", sigma2)
         parameters = {"threshold": threshold, "sigma1": sigma1, "sigma2": sigma2}
-        selected = _selection_votes(votes, baseline)
-        logpr = _logpr_answered(selected, threshold, sigma1)
+        selected = selection_votes(votes, baseline)
+        logpr = logpr_answered_core(selected, threshold, sigma1)
         pr_answered = np.exp(logpr)
         expected = float(np.sum(pr_answered))
-        step1_independent = orders_array / _threshold_variance(sigma1)
+        step1_independent = orders_array / threshold_variance(sigma1)
         step2_independent = orders_array / sigma2**2
         step1 = _composed_threshold(logpr, sigma1, orders_array)
-        logq = _logq_gaussian(votes, sigma2)
+        logq = logq_gaussian(votes, sigma2)
         rdp_dependent = step1 + _composed(logq, sigma2**2, orders_array, pr_answered)
         rdp_independent = num_queries * step1_independent + expected * step2_independent
         all_answered = num_queries * (step1_independent + step2_independent)
@@ -336,9 +336,9 @@ def analyze(
         parameters = {"scale": scale}
         eps = 2.0 / scale
         rdp_independent = num_queries * np.minimum(0.5 * eps * eps * orders_array, eps)
-        logq = _logq_laplace(votes, scale)
+        logq = logq_laplace(votes, scale)
         unique, inverse = np.unique(logq, return_inverse=True)
-        rdp_dependent = np.bincount(inverse, minlength=unique.size) @ _rdp_pure_eps_core(
+        rdp_dependent = np.bincount(inverse, minlength=unique.size) @ rdp_pure_eps_core(
             unique, eps, orders_array
         )
         extras["moments_2017"] = tuple(

@@ -18,9 +18,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from pate.accounting._cores import (
+    logpr_answered_core,
+    logq_gaussian,
+    rdp_gaussian_core,
+    rdp_threshold_core,
+    selection_votes,
+    threshold_variance,
+)
 from pate.accounting._numerics import (
     check_delta,
     check_positive,
+    check_threshold,
     check_votes,
     gaussian_logsf,
     log1mexp,
@@ -28,12 +37,6 @@ from pate.accounting._numerics import (
 )
 from pate.accounting.conversion import check_conversion, epsilon_per_order
 from pate.accounting.rdp import (
-    _check_threshold,
-    _logpr_answered,
-    _logq_gaussian,
-    _rdp_gaussian_core,
-    _rdp_threshold_core,
-    _threshold_variance,
     is_data_independent_always_optimal_gnmax,
     is_data_independent_always_optimal_threshold,
 )
@@ -351,7 +354,7 @@ def _paths(
                 states = np.repeat(sorted_votes[active, None, :], block, axis=1)
                 states[..., 0] -= distances[None, :]
                 states[..., 1] += distances[None, :]
-                logq = _logq_gaussian(states, curve.sigma)
+                logq = logq_gaussian(states, curve.sigma)
             carry_on = logq < curve.logq1
         carry_on &= distances[None, :] < num_teachers - 1
         finished = ~carry_on.all(axis=1)
@@ -383,7 +386,7 @@ def local_sensitivity_paths_gnmax(
     votes = check_votes(votes, teachers=num_teachers)
     curve = _GnmaxCurve.make(sigma, order, votes.shape[1])
     sorted_votes = -np.sort(-votes, axis=1)
-    logq = _logq_gaussian(votes, sigma)
+    logq = logq_gaussian(votes, sigma)
     stops = np.full(votes.shape[0], -1, dtype=np.int64)
     parts = []
     for go_left, rows in (
@@ -429,8 +432,8 @@ def _threshold_step_sensitivity(
 ) -> np.ndarray:
     """Per value v = 0..num_teachers of max(votes): the largest change of the RDP when v moves by 1."""
     values = np.arange(num_teachers + 1, dtype=np.float64)
-    logpr = _logpr_answered(values[:, None], threshold, sigma1)
-    rdp = _rdp_threshold_core(logpr, sigma1, np.array([order]))[:, 0]
+    logpr = logpr_answered_core(values[:, None], threshold, sigma1)
+    rdp = rdp_threshold_core(logpr, sigma1, np.array([order]))[:, 0]
     steps = np.abs(np.diff(rdp))
     out = np.zeros(num_teachers + 1)
     out[1:] = steps
@@ -469,7 +472,7 @@ def local_sensitivity_threshold(
     """
     sigma1 = check_positive("sigma1", sigma1)
     order = _check_order(order)
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     votes = check_votes(votes, allow_fractional=True)
     per_value = _threshold_step_sensitivity(num_teachers, threshold, sigma1, order)
     return _threshold_rows(_threshold_tops(votes, num_teachers), per_value, num_teachers)
@@ -638,8 +641,8 @@ def optimise_smooth_sensitivity(
         rdp1 = np.zeros(num_queries)
     else:
         sigma1 = check_positive("sigma1", sigma1)
-        threshold = _check_threshold(threshold)
-        selected = _selection_votes(votes, baseline)
+        threshold = check_threshold(threshold)
+        selected = selection_votes(votes, baseline)
         ind_step1 = bool(
             np.all(
                 is_data_independent_always_optimal_threshold(
@@ -647,12 +650,12 @@ def optimise_smooth_sensitivity(
                 )
             )
         )
-        log_answered = _logpr_answered(selected, threshold, sigma1)
+        log_answered = logpr_answered_core(selected, threshold, sigma1)
         if ind_step1:
-            rdp1 = np.full(num_queries, order / _threshold_variance(sigma1))
+            rdp1 = np.full(num_queries, order / threshold_variance(sigma1))
         else:
             unique, inverse = np.unique(log_answered, return_inverse=True)
-            rdp1 = _rdp_threshold_core(unique, sigma1, orders)[inverse, 0]
+            rdp1 = rdp_threshold_core(unique, sigma1, orders)[inverse, 0]
     answered = np.exp(log_answered)
     ind_step2 = bool(
         np.all(is_data_independent_always_optimal_gnmax(num_teachers, num_classes, sigma2, orders))
@@ -660,9 +663,9 @@ def optimise_smooth_sensitivity(
     if ind_step2:
         rdp2 = np.full(num_queries, order / sigma2**2)
     else:
-        logq = _logq_gaussian(votes, sigma2)
+        logq = logq_gaussian(votes, sigma2)
         unique, inverse = np.unique(logq, return_inverse=True)
-        rdp2 = _rdp_gaussian_core(unique, sigma2**2, orders)[inverse, 0]
+        rdp2 = rdp_gaussian_core(unique, sigma2**2, orders)[inverse, 0]
     rdp_total = float(np.sum(rdp1 + answered * rdp2))
 
     ls_total = np.zeros(num_teachers)
@@ -709,20 +712,6 @@ def optimise_smooth_sensitivity(
         conditions_hold=conditions_hold,
         expected_answered=float(np.sum(answered)),
     )
-
-
-def _selection_votes(votes: np.ndarray, baseline: np.ndarray | None) -> np.ndarray:
-    """Votes seen by the threshold step: ``votes - baseline`` for Interactive-GNMax."""
-    if baseline is None:
-        return votes
-    baseline = np.asarray(baseline, dtype=np.float64)
-    if baseline.shape != votes.shape:
-        raise PateError(
-            f"baseline: has shape {baseline.shape}, expected {votes.shape} like the votes"
-        )
-    if not np.all(np.isfinite(baseline)):
-        raise PateError("baseline: holds NaN or inf, expected finite values")
-    return votes - baseline
 
 
 def _count_teachers(votes: np.ndarray) -> int:
