@@ -48,7 +48,9 @@ __all__ = [
     "InteractiveGNMaxConfig",
     "LNMaxConfig",
     "aggregate",
+    "aggregator_config",
     "confident_gnmax",
+    "confident_gnmax_defaults",
     "gnmax",
     "interactive_gnmax",
     "lnmax",
@@ -146,6 +148,66 @@ class InteractiveGNMaxConfig(_Config):
 
 
 AggregatorConfig = LNMaxConfig | GNMaxConfig | ConfidentGNMaxConfig | InteractiveGNMaxConfig
+
+# The default threshold and threshold noise of Confident-/Interactive-GNMax, as shares of the number
+# of teachers and of the threshold: PATE 2018's MNIST setting (T = 200 of 250 teachers, sigma1 = 150).
+DEFAULT_THRESHOLD_SHARE = 0.8
+DEFAULT_SIGMA1_SHARE = 0.75
+
+
+def confident_gnmax_defaults(
+    num_teachers: int, *, threshold: float | None = None, sigma1: float | None = None
+) -> tuple[float, float]:
+    """``(threshold, sigma1)`` for Confident-/Interactive-GNMax, filling in what is not given.
+
+    The threshold defaults to 80% of the teachers and sigma1 to 75% of the threshold: the ratios of
+    PATE 2018's MNIST setting (250 teachers, T = 200, sigma1 = 150). Both are functions of public
+    quantities (the number of teachers and the options), so they may depend on nothing else.
+    ``pate label-and-distill`` and ``pate plan`` both use this one function.
+
+    >>> confident_gnmax_defaults(250)
+    (200.0, 150.0)
+    >>> confident_gnmax_defaults(250, threshold=180.0)
+    (180.0, 135.0)
+    """
+    if isinstance(num_teachers, bool) or int(num_teachers) != num_teachers or num_teachers < 1:
+        raise PateError(f"Expected num_teachers={num_teachers} to be a positive integer.")
+    if threshold is None:
+        threshold = float(math.ceil(DEFAULT_THRESHOLD_SHARE * num_teachers))
+    _finite("threshold", threshold)
+    if sigma1 is None:
+        sigma1 = DEFAULT_SIGMA1_SHARE * abs(float(threshold)) or 1.0
+    _positive("sigma1", sigma1)
+    return float(threshold), float(sigma1)
+
+
+def aggregator_config(
+    mechanism: str,
+    num_teachers: int,
+    *,
+    sigma: float = 40.0,
+    scale: float = 20.0,
+    threshold: float | None = None,
+    sigma1: float | None = None,
+    sigma2: float | None = None,
+    student_confidence: float = 0.9,
+) -> AggregatorConfig:
+    """The aggregator ``mechanism`` with its parameters; unset ones get the documented defaults.
+
+    ``sigma`` is GNMax's noise and the default ``sigma2`` of Confident-/Interactive-GNMax; the
+    threshold and ``sigma1`` default by :func:`confident_gnmax_defaults`.
+    """
+    if mechanism == "gnmax":
+        return GNMaxConfig(sigma)
+    if mechanism == "lnmax":
+        return LNMaxConfig(scale)
+    if mechanism not in ("confident-gnmax", "interactive-gnmax"):
+        raise PateError(f"Expected aggregator={mechanism!r} in {', '.join(MECHANISMS)}.")
+    threshold, sigma1 = confident_gnmax_defaults(num_teachers, threshold=threshold, sigma1=sigma1)
+    sigma2 = sigma if sigma2 is None else sigma2
+    if mechanism == "confident-gnmax":
+        return ConfidentGNMaxConfig(threshold, sigma1, sigma2)
+    return InteractiveGNMaxConfig(threshold, sigma1, sigma2, student_confidence)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pate.aggregate import AggregatorConfig, InteractiveGNMaxConfig
+from pate.aggregate import AggregatorConfig, InteractiveGNMaxConfig, aggregator_config
 from pate.errors import BudgetExhausted, PateError
 from pate.export import save_student
 from pate.io import (
@@ -53,7 +53,14 @@ from pate.models import ModelConfig, Preprocessing
 from pate.noise import make_noise
 from pate.records import QueryCharge, RunHeader
 from pate.report import privacy_report, write_report
-from pate.student import StudentConfig, TrainedModel, fit_model, fit_student, resolve_method
+from pate.student import (
+    STUDENT_METHODS,
+    StudentConfig,
+    TrainedModel,
+    fit_model,
+    fit_student,
+    resolve_method,
+)
 from pate.teachers import Teachers, load_teacher_individuals, load_teachers
 
 VOTES_FILE = "votes.h5"
@@ -141,26 +148,94 @@ def student_model_config(
     return ModelConfig(kind=kind, input_shape=feature_shape, num_classes=num_classes, hidden=hidden)
 
 
-def label_and_distill(
-    teachers_dir: str | os.PathLike,
-    public_path: str | os.PathLike,
-    workspace: str | os.PathLike,
-    release_dir: str | os.PathLike,
-    *,
-    aggregator: AggregatorConfig,
-    budget: BudgetConfig,
-    noise_seed: int | None = None,
-    test_path: str | os.PathLike | None = None,
-    student_config: StudentConfig = StudentConfig(),
-    student_method: str = "auto",
-    student_model: str = "auto",
-    student_hidden: tuple[int, ...] | None = None,
-    warmup_queries: int = 0,
-    batch_queries: int = 32,
-    force: bool = False,
-    raise_budget: bool = False,
-    on_batch=None,
-) -> DistillResult:
+AGGREGATORS = ("gnmax", "lnmax", "confident-gnmax", "interactive-gnmax")
+
+
+@dataclass(frozen=True)
+class DistillJob:
+    """Everything ``label-and-distill`` needs, validated; every default of the stage lives here.
+
+    Paths: ``teachers`` (the private teachers folder), ``public`` (the unlabeled public set),
+    ``workspace`` (private: votes and ledger), ``out`` (the release), ``test`` (optional, labelled).
+    The aggregator is ``aggregator`` with its parameters; unset Confident-GNMax parameters default by
+    :func:`pate.aggregate.confident_gnmax_defaults`. ``warmup_queries`` (Interactive-GNMax) defaults to
+    a third of the queries considered. ``budget`` says when to stop and how epsilon is computed;
+    ``student`` how the student is fitted (its ``method`` is replaced by ``student_method``).
+    ``force`` replaces another run's release (never a folder holding a ledger); ``raise_budget``
+    accepts a larger ``budget.max_epsilon`` than the workspace's budget in force.
+    """
+
+    teachers: str | os.PathLike
+    public: str | os.PathLike
+    workspace: str | os.PathLike
+    out: str | os.PathLike
+    test: str | os.PathLike | None = None
+    aggregator: str = "gnmax"
+    sigma: float = 40.0
+    scale: float = 20.0
+    threshold: float | None = None
+    sigma1: float | None = None
+    sigma2: float | None = None
+    student_confidence: float = 0.9
+    warmup_queries: int | None = None
+    budget: BudgetConfig = BudgetConfig()
+    noise_seed: int | None = None
+    student: StudentConfig = StudentConfig()
+    student_method: str = "auto"
+    student_model: str = "auto"
+    student_hidden: tuple[int, ...] | None = None
+    batch_queries: int = 32
+    force: bool = False
+    raise_budget: bool = False
+
+    def __post_init__(self) -> None:
+        if self.aggregator not in AGGREGATORS:
+            raise PateError(f"Expected aggregator={self.aggregator!r} in {', '.join(AGGREGATORS)}.")
+        if self.student_method not in ("auto", *STUDENT_METHODS):
+            raise PateError(
+                f"Expected student_method={self.student_method!r} in auto, "
+                f"{', '.join(STUDENT_METHODS)}."
+            )
+        if self.student_model not in STUDENT_MODELS:
+            raise PateError(
+                f"Expected student_model={self.student_model!r} in {', '.join(STUDENT_MODELS)}."
+            )
+        if self.batch_queries < 1:
+            raise PateError(f"Expected batch_queries={self.batch_queries} >= 1.")
+        if self.warmup_queries is not None and self.warmup_queries < 1:
+            raise PateError(f"Expected warmup_queries={self.warmup_queries} >= 1.")
+        if self.student_hidden is not None and not all(w >= 1 for w in self.student_hidden):
+            raise PateError(f"Expected student_hidden={self.student_hidden} of widths >= 1.")
+        for name in ("teachers", "public", "workspace", "out"):
+            if not str(getattr(self, name)):
+                raise PateError(f"Expected {name} to be a path, got an empty string.")
+        # Build the aggregator once with a placeholder teacher count to refuse bad parameters now.
+        self.aggregator_config(num_teachers=1)
+
+    def aggregator_config(self, num_teachers: int) -> AggregatorConfig:
+        """The aggregator for ``num_teachers`` teachers (a public count)."""
+        return aggregator_config(
+            self.aggregator,
+            num_teachers,
+            sigma=self.sigma,
+            scale=self.scale,
+            threshold=self.threshold,
+            sigma1=self.sigma1,
+            sigma2=self.sigma2,
+            student_confidence=self.student_confidence,
+        )
+
+    def warmup(self, num_public: int) -> int:
+        """Interactive-GNMax's warm-up length (0 for the other aggregators)."""
+        if self.aggregator != "interactive-gnmax":
+            return 0
+        if self.warmup_queries is not None:
+            return self.warmup_queries
+        considered = min(num_public, self.budget.max_queries or num_public)
+        return max(1, considered // 3)
+
+
+def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
     """Run the whole stage; see the module docstring for what is written where.
 
     Every check that can fail on public facts (paths and their overlap, the release folder, shapes and
@@ -171,10 +246,12 @@ def label_and_distill(
 
     The student is trained by :func:`pate.student.fit_student` on the public features, the released
     labels and the indices of the answered rows only (no teacher, vote or private record), with
-    ``student_method`` (``auto``, ``supervised``, ``self-train`` or ``vat``; it replaces
-    ``student_config.method``) and the architecture ``student_model`` (see :func:`student_model_config`).
-    A ``max_epsilon`` other than the workspace's budget in force is refused unless ``raise_budget``.
+    ``job.student_method`` and the architecture ``job.student_model`` (see
+    :func:`student_model_config`). ``on_batch(queries_done, spent)`` is called after each charged batch.
     """
+    teachers_dir, public_path, test_path = job.teachers, job.public, job.test
+    workspace, release_dir, budget = job.workspace, job.out, job.budget
+    noise_seed, force = job.noise_seed, job.force
     refuse_overlap(
         inputs={"teachers": teachers_dir, "public": public_path, "test": test_path},
         outputs={"workspace": workspace, "out": release_dir},
@@ -203,6 +280,8 @@ def label_and_distill(
             f"{public_path}: {len(overlap)} individuals also appear in the private data; the public "
             "set should share no individuals with it (private: this count is not released)"
         )
+    aggregator = job.aggregator_config(teachers.num_teachers)
+    warmup_queries = job.warmup(len(public))
     check_budget_covers_one(aggregator, budget)
     workspace = Path(workspace)
     ledger_path = workspace / LEDGER_FILE
@@ -210,14 +289,14 @@ def label_and_distill(
     previous = _check_release_dir(release_dir, ledger_path, force=force)
 
     model_config = student_model_config(
-        student_model,
+        job.student_model,
         public.feature_shape,
         teachers.num_classes,
         teachers_model=teachers.model,
-        hidden=student_hidden,
+        hidden=job.student_hidden,
     )
     student_config = dataclasses.replace(
-        student_config, method=resolve_method(student_method, public.feature_shape)
+        job.student, method=resolve_method(job.student_method, public.feature_shape)
     )
     preprocessing = Preprocessing.fit(public.features)
 
@@ -265,12 +344,12 @@ def label_and_distill(
         noise=noise,
         noise_seed=noise_seed,
         header=header,
-        batch_queries=batch_queries,
+        batch_queries=job.batch_queries,
         student_probs_fn=student_probs_fn if interactive else None,
         warmup_queries=warmup_queries,
         on_batch=on_batch,
         released=previous,
-        raise_budget=raise_budget,
+        raise_budget=job.raise_budget,
     )
     if outcome.new_queries == 0 and previous == (outcome.run_id, outcome.spent.queries_seen):
         raise BudgetExhausted(

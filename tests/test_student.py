@@ -327,21 +327,22 @@ def test_label_and_distill_gives_the_student_public_rows_and_released_labels_onl
     import h5py
 
     import pate.distill
-    from pate.aggregate import GNMaxConfig
     from pate.io import read_dataset
     from pate.labeling import BudgetConfig
 
     calls = fit_student_calls
     pate.distill.label_and_distill(
-        tiny_teachers,
-        tiny_adas["public"],
-        tmp_path / "ws",
-        tmp_path / "release",
-        aggregator=GNMaxConfig(sigma=2.0),
-        budget=BudgetConfig(max_epsilon=5.0, max_queries=40),
-        noise_seed=1,
-        student_config=StudentConfig(steps=20),
-        student_method="vat",
+        pate.distill.DistillJob(
+            teachers=tiny_teachers,
+            public=tiny_adas["public"],
+            workspace=tmp_path / "ws",
+            out=tmp_path / "release",
+            sigma=2.0,
+            budget=BudgetConfig(max_epsilon=5.0, max_queries=40),
+            noise_seed=1,
+            student=StudentConfig(steps=20),
+            student_method="vat",
+        )
     )
     ((args, kwargs),) = calls
     features, answered, labels, model_config, config = args

@@ -16,6 +16,7 @@ from pate.accounting._numerics import check_delta, check_positive
 from pate.accounting.conversion import check_conversion, epsilon_from_rdp
 from pate.accounting.orders import resolve_orders
 from pate.accounting.rdp import rdp_gnmax_data_independent, rdp_threshold_data_independent
+from pate.aggregate import confident_gnmax_defaults
 from pate.errors import PateError
 
 PLAN_MECHANISMS = ("gnmax", "confident-gnmax", "all")
@@ -155,7 +156,8 @@ def plan(
     GNMax: the smallest ``sigma`` with ``queries * order / sigma^2`` within budget. Confident-GNMax:
     every query pays the threshold check, at most ``ceil(answered_fraction * queries)`` pay an answer;
     ``threshold_share`` of the budget's RDP goes to the checks, the rest to the answers, which gives
-    ``sigma1`` and ``sigma2``. The threshold defaults to 80% of the teachers (PATE 2018 used 200 of 250
+    ``sigma1`` and ``sigma2``. The threshold defaults as in ``label-and-distill``
+    (:func:`pate.aggregate.confident_gnmax_defaults`: 80% of the teachers, as PATE 2018's 200 of 250
     for MNIST). With ``answered_fraction < 1`` the guarantee needs the pipeline to stop answering once
     that many answers are given, which it may do because the count of answers is public.
 
@@ -210,11 +212,9 @@ def plan(
     confident_plan = None
     if mechanism in ("confident-gnmax", "all"):
         answered = max(1, math.ceil(answered_fraction * queries - 1e-9))
-        if threshold is None:
-            threshold = float(math.ceil(0.8 * teachers))
-        threshold = float(threshold)
-        if not math.isfinite(threshold):
+        if threshold is not None and not math.isfinite(float(threshold)):
             raise PateError(f"Expected threshold={threshold} to be a finite number.")
+        threshold, _ = confident_gnmax_defaults(teachers, threshold=threshold)
 
         def confident_epsilon(sigma1: float, sigma2: float) -> tuple[float, float]:
             rdp = queries * rdp_threshold_data_independent(sigma1, orders_array)
