@@ -193,7 +193,7 @@ def verify_one_shard_per_individual(
     if split.any():
         first = int(np.flatnonzero(split)[0])
         raise PateError(
-            f"{path}: individual {ids[first]!r} has records in shards {record_shard[first]} and "
+            f"{path}: individual {ids[first].item()!r} has records in shards {record_shard[first]} and "
             f"{record_shard[first + 1]}, expected every individual's records in one shard"
         )
 
