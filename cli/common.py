@@ -86,7 +86,7 @@ def widths_text(widths: tuple[int, ...]) -> str:
 
 @contextmanager
 def fields_as_flags(flags: dict[str, str]) -> Iterator[None]:
-    """Library errors name a configuration field in backquotes (```teacher_chunk```); say it as the
+    """Library errors name a configuration field in backquotes, as `teacher_chunk`; say it as the
     command's flag instead (``flags``: field -> flag; other fields lose their quotes only)."""
     try:
         yield

@@ -122,7 +122,7 @@ def command(**options) -> None:
         render(result, options["as_json"])
 
 
-#: Field -> flag, for library errors (```teacher_chunk``` -> ``--teacher-chunk``).
+#: Field -> flag, for library errors (`teacher_chunk` -> --teacher-chunk).
 FLAGS = {param.name: param.opts[0] for param in command.params if isinstance(param, click.Option)}
 
 

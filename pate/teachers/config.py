@@ -21,7 +21,7 @@ Strategies (``TrainConfig.strategy``), all training the same teachers with the s
 * ``auto``: ``public`` when a public set is given, else :data:`AUTO_STRATEGY` for the backend and
   model, chosen from ``scripts/bench_teachers.py`` (figures in BENCHMARKS.md, "Teachers at scale").
 
-Errors name the field they are about in backquotes (```teacher_chunk```); the command maps each field
+Errors name the field they are about in backquotes, as `teacher_chunk`; the command maps each field
 to its flag.
 """
 

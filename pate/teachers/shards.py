@@ -54,7 +54,7 @@ class Shards:
     def read(self, teachers: Sequence[int], *, max_n: int | None = None) -> Shards:
         """The shards of ``teachers`` (``max_n`` must be None or this set's padded length)."""
         if max_n is not None and max_n != self.max_size:
-            raise PateError(f"max_n: {max_n}, expected {self.max_size} for shards in memory")
+            raise PateError(f"`max_n`: {max_n}, expected {self.max_size} for shards in memory")
         rows = np.asarray(list(teachers), dtype=np.int64)
         return dataclasses.replace(
             self,
