@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
+from pate.errors import PateError
 from pate.io import json_default
 
 
@@ -29,6 +34,65 @@ def console(stderr: bool = False):
 
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 POSITIVE_INT = click.IntRange(min=1)
+NATURAL_INT = click.IntRange(min=0)
+
+
+def field_option(
+    help: dict[str, str], flag: str, *decls: str, field_of: type | None = None, **kwargs
+):
+    """An option for the configuration field ``decls[0]`` (default: named as the flag), with the
+    field's ``help`` and, with ``field_of``, the default of that field of ``field_of`` (a dataclass)."""
+    name = decls[0] if decls else flag.removeprefix("--").replace("-", "_")
+    if field_of is not None:
+        kwargs["default"] = getattr(field_of, name)
+    return click.option(flag, *decls, help=help.get(name), **kwargs)
+
+
+def fields_of(cls: type, options: dict[str, Any]) -> dict[str, Any]:
+    """The options named after a field of the dataclass ``cls``."""
+    return {f.name: options[f.name] for f in dataclasses.fields(cls) if f.name in options}
+
+
+def parse_widths(text: str) -> tuple[int, ...]:
+    """``64,64`` -> (64, 64); ``none`` -> () (a linear model)."""
+    if text.strip().lower() in ("none", "linear", "0"):
+        return ()
+    try:
+        widths = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r}, expected comma-separated integers such as 64,64, or none"
+        ) from None
+    if not widths or min(widths) < 1:
+        raise click.BadParameter(f"{text!r}, expected positive widths such as 64,64, or none")
+    return widths
+
+
+def parse_devices(text: str) -> int:
+    """``4`` -> 4; ``all`` -> every local device (asks JAX)."""
+    if text == "all":
+        import jax
+
+        return jax.local_device_count()
+    if not text.isdigit() or int(text) < 1:
+        raise click.BadParameter(f"{text!r}, expected a positive integer or 'all'")
+    return int(text)
+
+
+def widths_text(widths: tuple[int, ...]) -> str:
+    """The inverse of :func:`parse_widths`: (64, 64) -> ``64,64``; () -> ``none``."""
+    return ",".join(map(str, widths)) or "none"
+
+
+@contextmanager
+def fields_as_flags(flags: dict[str, str]) -> Iterator[None]:
+    """Library errors name a configuration field in backquotes, as `teacher_chunk`; say it as the
+    command's flag instead (``flags``: field -> flag; other fields lose their quotes only)."""
+    try:
+        yield
+    except PateError as error:
+        message = re.sub(r"`(\w+)`", lambda match: flags.get(match[1], match[1]), str(error))
+        raise PateError(message, exit_code=error.exit_code) from None
 
 
 class progress_bar:  # noqa: N801 (used as a context manager, like open())

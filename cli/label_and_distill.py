@@ -209,7 +209,7 @@ def command(
           --workspace run/workspace --out run/release --sigma 40 --max-epsilon 3 \\
           --test data/adas/test.h5
     """
-    from cli.train_teachers import parse_widths
+    from cli.common import parse_widths
     from pate.aggregate import (
         ConfidentGNMaxConfig,
         GNMaxConfig,

@@ -5,7 +5,8 @@ The pipeline, one module per stage:
 * :mod:`pate.data`         built-in and imported datasets (HDF5 ``pate-dataset`` files)
 * :mod:`pate.partition`    individual -> shard assignment (one individual, one shard)
 * :mod:`pate.models`       flax modules (MLP for tabular data, CNN for images)
-* :mod:`pate.teachers`     training all teachers as one program over a stacked teacher axis
+* :mod:`pate.teachers`     training all teachers as one program over a stacked teacher axis; the stage
+  as one call: ``train_teachers(TeachersJob(...)) -> TeachersResult``
 * :mod:`pate.extractor`    a feature extractor learned from public data only (no privacy cost)
 * :mod:`pate.noise`        exact integer noise from the OS CSPRNG
 * :mod:`pate.aggregate`    LNMax, GNMax, Confident-GNMax, Interactive-GNMax
@@ -20,4 +21,21 @@ The pipeline, one module per stage:
 * :mod:`pate.io`           HDF5 schemas and atomic writes
 """
 
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
+
+#: Stage calls importable from ``pate``, loaded on first use (``import pate`` stays free of JAX).
+_STAGES = {
+    "TeachersJob": "pate.teachers",
+    "TeachersResult": "pate.teachers",
+    "train_teachers": "pate.teachers",
+}
+
+
+def __getattr__(name: str):
+    if name not in _STAGES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_STAGES[name]), name)

@@ -8,7 +8,7 @@
   ``num_classes`` (logits). On 28x28x1 inputs: 832 + 51,264 + 803,072 + 2,570 = 857,738 parameters.
 * ``cnn-medium``: the same shape at half the width (conv 16, conv 32, dense 128): 416 + 12,832 +
   200,832 + 1,290 = 215,370 parameters on 28x28x1, about a quarter of the ``cnn``'s arithmetic; the
-  student's default for images (98.7% on MNIST with VAT, BENCHMARKS.md).
+  student's default for images (its accuracy: BENCHMARKS.md).
 * ``cnn-small``: the same shape at a quarter of the width (conv 8, conv 16, dense 64), for fast runs:
   208 + 3,216 + 50,240 + 650 = 54,314 parameters on 28x28x1.
 
@@ -17,9 +17,8 @@ Convolutions have two interchangeable implementations with the same parameters (
 (a convolution with a fixed identity kernel) and multiplies them with the kernel as a matrix. Under
 ``vmap`` over teachers the first becomes a grouped convolution, which XLA's CPU backend runs slowly; the
 second becomes one patch extraction over teachers x batch plus a *batched matrix product* with one
-kernel per teacher. On a 2-core x86 CPU neither beats a plain loop over teachers (the patch matrices
-are thin: 25 or 200 columns); see BENCHMARKS.md. ``patches`` remains for backends whose grouped
-convolutions are slow and batched products fast.
+kernel per teacher. Which is faster depends on the backend (BENCHMARKS.md, "Teachers at scale");
+``patches`` is for backends whose grouped convolutions are slow and batched products fast.
 
 Inputs are normalised inside :func:`preprocess`: images (uint8) are divided by 255; tabular features are
 standardised with a mean and standard deviation that travel with the model (for a teacher, computed from

@@ -271,9 +271,9 @@ def test_auto_strategy():
     assert resolve_strategy("auto", CNN, "cpu") == "loop"
     assert resolve_strategy("auto", CNN, "gpu") == "vmap"
     assert resolve_strategy("auto", CNN, "cpu", public=True) == "public"
-    with pytest.raises(PateError, match="needs --public"):
+    with pytest.raises(PateError, match="needs `public`"):  # library errors name fields
         resolve_strategy("public", CNN, "cpu")
-    with pytest.raises(PateError, match="only used by --strategy public"):
+    with pytest.raises(PateError, match="only used by `strategy` public"):
         resolve_strategy("vmap", CNN, "cpu", public=True)
 
 

@@ -1,0 +1,163 @@
+"""The teachers stage as one call: :func:`train_teachers` runs a :class:`~pate.teachers.TeachersJob`.
+
+It refuses an output that is or holds an input, opens the shards, checks the test set against them,
+chooses the model (and for the ``public`` strategy learns the extractor from the public set alone and
+chooses the head), trains the ensemble, evaluates each teacher on the test set, writes the teachers
+folder atomically and removes the checkpoints. It never prints or exits; progress goes to an optional
+callback. In a multi-host run every process calls it (after
+:func:`~pate.teachers.initialize_distributed`); only process 0 evaluates and writes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from pate.errors import PateError
+from pate.io import Dataset, atomic_dir, read_dataset, refuse_overlap
+from pate.models import ModelConfig
+from pate.teachers.config import DEFAULT_HEAD_HIDDEN, DEFAULT_HIDDEN, TeachersJob, resolve_strategy
+from pate.teachers.ensemble import EnsembleResult, Progress, train_ensemble
+from pate.teachers.shards import ShardsFile, open_shards
+from pate.teachers.store import TEACHERS_FILE, save_teachers
+from pate.teachers.votes import ensemble_predictions, teacher_accuracy
+
+
+@dataclass(frozen=True)
+class TeachersResult:
+    """What :func:`train_teachers` did. ``path`` is the teachers file, None on processes other than
+    0 (which write nothing); ``accuracy`` per teacher on the test set, None without one (or off
+    process 0); ``model`` says which teachers were trained (e.g. ``public extractor + linear head``)."""
+
+    job: TeachersJob
+    path: Path | None
+    num_teachers: int
+    model: str
+    ensemble: EnsembleResult
+    accuracy: np.ndarray | None
+
+    def summary(self) -> dict[str, Any]:
+        """The run in plain values (the command's ``--json`` report)."""
+        ensemble, accuracy = self.ensemble, self.accuracy
+        return {
+            "teachers_dir": str(self.job.out),
+            "teachers": self.num_teachers,
+            "model": self.model,
+            "strategy": ensemble.strategy,
+            "devices": ensemble.devices,
+            "processes": ensemble.processes,
+            "teacher_chunk": ensemble.teacher_chunk,
+            "seconds": round(ensemble.seconds, 2),
+            "resumed_chunks": ensemble.resumed_chunks,
+            "steps_min": int(ensemble.steps.min()),
+            "steps_max": int(ensemble.steps.max()),
+            "accuracy_min": None if accuracy is None else float(accuracy.min()),
+            "accuracy_mean": None if accuracy is None else float(accuracy.mean()),
+            "accuracy_max": None if accuracy is None else float(accuracy.max()),
+            "teacher_seconds_mean": float(ensemble.teacher_seconds.mean()),
+        }
+
+
+def train_teachers(
+    job: TeachersJob, *, progress: Callable[[Progress], None] | None = None
+) -> TeachersResult:
+    """Train, evaluate and save the teachers of ``job`` (see the module docstring)."""
+    refuse_overlap(
+        inputs={"shards": job.shards, "test": job.test, "public": job.public},
+        outputs={"out": job.out, "checkpoints": job.checkpoint_path},
+    )
+    main_process = jax.process_index() == 0
+    if main_process and job.out.exists() and not job.force:
+        raise PateError(
+            f"{job.out}: already exists and holds another run; pass `force` to replace it",
+            exit_code=4,
+        )
+    shards = open_shards(job.shards)
+    test = _read_test_set(job, shards)
+    kind = job.model if job.model != "auto" else _auto_model(shards)
+    model = ModelConfig(
+        kind=kind,
+        input_shape=tuple(shards.feature_shape),
+        num_classes=shards.num_classes,
+        hidden=DEFAULT_HIDDEN if job.hidden is None else job.hidden,
+    )
+    strategy = resolve_strategy(job.train.strategy, model, public=job.public is not None)
+    extractor = head = None
+    if strategy == "public":
+        from pate.extractor import fit_extractor_from_file
+
+        extractor = fit_extractor_from_file(job.public)
+        if tuple(extractor.input_shape) != tuple(shards.feature_shape):
+            raise PateError(
+                f"{job.public}: images of shape {tuple(extractor.input_shape)}, expected "
+                f"{tuple(shards.feature_shape)} as in {job.shards}"
+            )
+        head = ModelConfig(
+            kind="mlp",
+            input_shape=(extractor.num_features,),
+            num_classes=shards.num_classes,
+            hidden=DEFAULT_HEAD_HIDDEN if job.hidden is None else job.hidden,
+        )
+        kind = "public extractor + " + ("linear" if not head.hidden else "mlp") + " head"
+
+    ensemble = train_ensemble(
+        shards,
+        model,
+        job.train,
+        progress=progress,
+        extractor=extractor,
+        head=head,
+        checkpoint_dir=job.checkpoint_path,
+        checkpoint_every=job.checkpoint_every,
+    )
+    if not main_process:
+        return TeachersResult(job, None, shards.num_teachers, kind, ensemble, None)
+    accuracy = None
+    if test is not None:
+        predictions = ensemble_predictions(
+            ensemble.params,
+            ensemble.model,
+            ensemble.scale,
+            ensemble.mean,
+            ensemble.std,
+            test.features,
+            extractor=ensemble.extractor,
+        )
+        accuracy = teacher_accuracy(predictions, test.labels)
+    stored = np.full(shards.num_teachers, np.nan) if accuracy is None else accuracy
+    with atomic_dir(job.out, force=job.force, private=True) as tmp:
+        save_teachers(tmp, ensemble, model, job.train, shards, stored)
+    if job.checkpoint_path is not None:
+        shutil.rmtree(job.checkpoint_path, ignore_errors=True)
+    return TeachersResult(
+        job, job.out / TEACHERS_FILE, shards.num_teachers, kind, ensemble, accuracy
+    )
+
+
+def _auto_model(shards: ShardsFile) -> str:
+    """``cnn`` for images (height, width, channels), ``mlp`` otherwise."""
+    return "cnn" if len(shards.feature_shape) == 3 else "mlp"
+
+
+def _read_test_set(job: TeachersJob, shards: ShardsFile) -> Dataset | None:
+    """The labelled test set, checked against the shards' feature shape and classes."""
+    if job.test is None:
+        return None
+    test = read_dataset(job.test, require_labels=True)
+    if test.feature_shape != tuple(shards.feature_shape):
+        raise PateError(
+            f"{job.test}: features have shape {test.feature_shape}, expected "
+            f"{tuple(shards.feature_shape)} as in {job.shards}"
+        )
+    if test.num_classes != shards.num_classes:
+        raise PateError(
+            f"{job.test}: {test.num_classes} classes, expected {shards.num_classes} as in "
+            f"{job.shards}"
+        )
+    return test
