@@ -305,6 +305,7 @@ def atomic_dir(
     new folder is complete (so a failed run never destroys the old one).
     """
     path = Path(path)
+    remove_stale_temporaries(path)  # first: it may move back the folder a killed run was replacing
     if path.exists() and not force:
         raise PateError(
             f"{path}: already exists and holds another run; pass --force to replace it", exit_code=4
@@ -312,7 +313,6 @@ def atomic_dir(
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise PateError(f"{path}: folder {parent} does not exist")
-    remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=parent))
     try:
         yield tmp
