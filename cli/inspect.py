@@ -31,14 +31,19 @@ def command(path: str, as_json: bool, plot_path: str | None) -> None:
     from pathlib import Path
 
     from pate.inspection import inspect_path, plot_inspection
-    from pate.io import atomic_file
+    from pate.io import atomic_file, refuse_overlap
 
+    refuse_overlap(inputs={"WORKSPACE_OR_RELEASE": path}, outputs={"--plot": plot_path})
     inspection = inspect_path(path)
     report = inspection.report
     if plot_path:
         with atomic_file(Path(plot_path)) as tmp:
-            plot_inspection(inspection, tmp.with_suffix(".png"))
-            tmp.with_suffix(".png").replace(tmp)
+            png = tmp.with_suffix(".png")  # matplotlib picks the format from the suffix
+            try:
+                plot_inspection(inspection, png)
+                png.replace(tmp)
+            finally:
+                png.unlink(missing_ok=True)
     if as_json:
         payload = {key: value for key, value in report.items() if key != "statement"}
         payload["kind"] = inspection.kind
