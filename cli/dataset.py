@@ -113,8 +113,11 @@ def command(
           --individual-column patient_id --public-fraction 0.1 --test-fraction 0.1 --out data/mine
     """
     from pate.data import build_dataset
-    from pate.io import atomic_dir, read_dataset
+    from pate.io import atomic_dir, read_dataset, refuse_overlap
 
+    refuse_overlap(  # --force never replaces a folder holding an input
+        inputs={"--input": input_path, "--source-dir": source_dir}, outputs={"--out": out_dir}
+    )
     given = {
         "seed": seed,
         "vehicles": vehicles,

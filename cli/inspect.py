@@ -31,8 +31,9 @@ def command(path: str, as_json: bool, plot_path: str | None) -> None:
     from pathlib import Path
 
     from pate.inspection import inspect_path, plot_inspection
-    from pate.io import atomic_file
+    from pate.io import atomic_file, refuse_overlap
 
+    refuse_overlap(inputs={"WORKSPACE_OR_RELEASE": path}, outputs={"--plot": plot_path})
     inspection = inspect_path(path)
     report = inspection.report
     if plot_path:

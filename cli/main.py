@@ -3,12 +3,24 @@
 Each command lives in its own module of this package and exposes a ``command`` object. Library errors
 (:class:`pate.errors.PateError`) become a one-line ``error:`` message on stderr and a non-zero exit status,
 never a traceback.
+
+Interruptions: SIGINT (Ctrl-C) ends a command with ``error: interrupted`` and exit status 130, SIGTERM
+with ``error: terminated`` and 143 (128 + the signal number, as a shell reports a death by signal).
+Both raise an exception in the main thread, so every temporary output is removed on the way out (see
+:func:`pate.io.atomic_file`); a second signal while that cleanup runs is ignored. The process then
+ends with ``os._exit``: an interrupt can leave an XLA compilation running on a background thread, and
+the interpreter's normal teardown destroys the XLA client under it (a segmentation fault).
 """
 
 from __future__ import annotations
 
+import _thread
+import contextlib
 import importlib
+import os
+import signal
 import sys
+import threading
 
 import click
 
@@ -41,14 +53,67 @@ class PateGroup(click.Group):
         return importlib.import_module(f"cli.{module_name}").command
 
     def invoke(self, ctx: click.Context):
+        # ``_INTERRUPTS.done = ...`` are plain stores, where Python never raises a pending interrupt:
+        # once the command has ended, a late signal can no longer turn its outcome into another.
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
         except PateError as exc:
+            _INTERRUPTS.done = True
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("error: interrupted", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:
+            _INTERRUPTS.done = True
+            terminated = isinstance(exc, Terminated)
+            click.echo("error: terminated" if terminated else "error: interrupted", err=True)
+            ctx.exit(143 if terminated else 130)
+        _INTERRUPTS.done = True
+        return result
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM: handled (and cleaned up after) as Ctrl-C is."""
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM handlers that raise in the main thread, once, while a command runs.
+
+    The first signal raises :class:`KeyboardInterrupt` (SIGINT) or :class:`Terminated` (SIGTERM);
+    later ones, and any after the command has ended (``done``), are ignored so that the cleanup under
+    way is not cut short. Python cannot propagate an exception raised inside a garbage-collector
+    callback or a ``__del__`` (JAX runs one on every collection): it prints "Exception ignored" and
+    goes on. Such a swallowed interrupt is delivered again 10 ms later instead of being printed.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.swallowed = False
+        self.done = False
+
+    def install(self) -> None:
+        self.__init__()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:  # e.g. nohup: stay ignored
+                signal.signal(signum, self._raise)
+        if sys.unraisablehook != self._unraisable:
+            self._unraisablehook = sys.unraisablehook
+            sys.unraisablehook = self._unraisable
+
+    def _raise(self, signum, frame) -> None:
+        if self.done or (self.signum is not None and not self.swallowed):
+            return
+        self.signum = self.signum or signum
+        self.swallowed = False
+        raise Terminated() if self.signum == signal.SIGTERM else KeyboardInterrupt()
+
+    def _unraisable(self, unraisable) -> None:
+        if self.signum is not None and isinstance(unraisable.exc_value, KeyboardInterrupt):
+            self.swallowed = True
+            threading.Timer(0.01, _thread.interrupt_main, (self.signum,)).start()
+            return
+        self._unraisablehook(unraisable)
+
+
+_INTERRUPTS = _Interrupts()
 
 
 def _module_exists(name: str) -> bool:
@@ -72,7 +137,21 @@ def app() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    app.main(args=argv, prog_name="pate", standalone_mode=True)
+    _INTERRUPTS.install()
+    try:
+        app.main(args=argv, prog_name="pate", standalone_mode=True)
+    except SystemExit as exc:
+        if _INTERRUPTS.signum is None:
+            # The command ran to its end: a signal during the interpreter's teardown changes nothing
+            # (and after Python restores the default handlers it would kill the process instead).
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
+            raise
+        code = exc.code if isinstance(exc.code, int) else 1
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)  # skip the interpreter teardown (see the module docstring)
 
 
 if __name__ == "__main__":  # pragma: no cover

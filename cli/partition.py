@@ -53,8 +53,10 @@ def command(
     from pathlib import Path
 
     from pate.errors import PateError
+    from pate.io import refuse_overlap
     from pate.partition import PartitionConfig, partition_file
 
+    refuse_overlap(inputs={"PRIVATE.h5": input_path}, outputs={"--out": out_path})  # even --force
     if Path(out_path).exists() and not force:
         raise PateError(
             f"{out_path}: already exists and holds another run; pass --force to replace it",

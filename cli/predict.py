@@ -32,8 +32,11 @@ def command(
 
     from pate.errors import PateError
     from pate.export import load_student, write_predictions
-    from pate.io import read_dataset
+    from pate.io import read_dataset, refuse_overlap
 
+    refuse_overlap(  # --force never replaces an input
+        inputs={"STUDENT.h5": student_path, "INPUT.h5": input_path}, outputs={"--out": out_path}
+    )
     student, attrs = load_student(student_path)
     data = read_dataset(input_path)
     if data.feature_shape != tuple(student.model.input_shape):

@@ -11,7 +11,10 @@ Dataset file (``format = "pate-dataset"``)::
            name, split ("private" | "public" | "test")
 
 Writes go to a temporary file in the target's folder and are renamed into place only when complete, so
-an interrupted or refused command never leaves a half-written artifact behind.
+an interrupted or refused command never leaves a half-written artifact behind. Temporaries are named
+``.<target>.<pid>@<host>.<random>.tmp`` (``.old`` for a folder being replaced); one left by a killed
+writer (SIGKILL cannot be caught) is removed by the next write of the same target, once its process is
+gone.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ import contextlib
 import hashlib
 import math
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -363,7 +368,8 @@ def atomic_file(path: str | os.PathLike, *, private: bool = False) -> Iterator[P
     path = Path(path)
     if not path.parent.exists():
         raise PateError(f"{path}: folder {path.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -389,6 +395,7 @@ def atomic_dir(
     would let the next run spend its budget again.
     """
     path = Path(path)
+    remove_stale_temporaries(path)  # first: it may move back the folder a killed run was replacing
     if path.is_dir() and any(PROTECTED_FILE in files for _, _, files in os.walk(path)):
         raise PateError(
             f"{path}: holds a privacy ledger ({PROTECTED_FILE}), which is never replaced; expected "
@@ -402,12 +409,12 @@ def atomic_dir(
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise PateError(f"{path}: folder {parent} does not exist")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=parent))
     try:
         yield tmp
         os.chmod(tmp, PRIVATE_DIR_MODE if private else 0o755)
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
+            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=parent))
             os.replace(path, old / "x")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -417,6 +424,59 @@ def atomic_dir(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _temp_prefix(path: Path) -> str:
+    """``.<name>.<pid>@<host>.``: who writes a temporary, so a later run can tell a dead writer's."""
+    return f".{path.name}.{os.getpid()}@{socket.gethostname()}."
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of ``path`` left by a writer that was killed; return what was removed.
+
+    Only names of the form :func:`atomic_file` and :func:`atomic_dir` give (``.<name>.<pid>@<host>.
+    <random>.tmp`` or ``.old``) are considered, and only when ``<host>`` is this machine and process
+    ``<pid>`` no longer exists: a temporary of a running writer, of another machine sharing the folder,
+    or of an unknown name is left alone. A ``.old`` folder holds the previous ``path`` of a replacement
+    cut between its two renames; when ``path`` is missing it is moved back rather than deleted.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)@(.+)\.[a-z0-9_]+\.(tmp|old)")
+    host = socket.gethostname()
+    removed = []
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return removed
+    # A .old folder first: it may have to be moved back before the .tmp beside it is removed.
+    for name in sorted(names, key=lambda n: not n.endswith(".old")):
+        match = pattern.fullmatch(name)
+        if not match or match[2] != host or _process_alive(int(match[1])):
+            continue
+        stale = parent / name
+        if match[3] == "old" and (stale / "x").exists() and not os.path.lexists(path):
+            with contextlib.suppress(OSError):
+                os.replace(stale / "x", path)
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        removed.append(stale)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, run by another user
+        return True
+    return True
 
 
 def ensure_private_dir(path: str | os.PathLike) -> Path:
