@@ -1,207 +1,97 @@
-"""``pate label-and-distill``: teachers vote, a noisy aggregator answers within budget, a student learns."""
+"""``pate label-and-distill``: teachers vote, a noisy aggregator answers within budget, a student learns.
+
+Parse, build a :class:`~pate.distill.DistillJob`, call :func:`~pate.distill.label_and_distill`,
+render. Each option fills the job, budget or student field it is named after and takes that field's
+default and choices from the library; library errors name fields, said here as flags.
+"""
 
 from __future__ import annotations
 
+from functools import partial
+
 import click
 
-from cli.common import POSITIVE_FLOAT, console, echo_json, progress_bar
+from cli import common
+from cli.common import POSITIVE_FLOAT, POSITIVE_INT
+from pate.distill.config import AGGREGATORS, STUDENT_MODELS, DistillJob
+from pate.labeling import BudgetConfig
+from pate.student_config import STUDENT_METHODS, StudentConfig
 
-
-@click.command("label-and-distill")
-@click.argument("teachers_dir", metavar="TEACHERS_DIR", type=click.Path())
-@click.option(
-    "--public",
-    "public_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Public unlabeled dataset the teachers vote on.",
-)
-@click.option(
-    "--workspace",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Private folder for the raw votes and the ledger (resumable).",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Release folder: student.h5, labels.h5, privacy.json.",
-)
-@click.option(
-    "--aggregator",
-    type=click.Choice(["gnmax", "lnmax", "confident-gnmax", "interactive-gnmax"]),
-    default="gnmax",
-    show_default=True,
-)
-@click.option(
-    "--sigma", type=POSITIVE_FLOAT, default=40.0, show_default=True, help="GNMax noise (votes)."
-)
-@click.option(
-    "--scale", type=POSITIVE_FLOAT, default=20.0, show_default=True, help="LNMax Laplace scale."
-)
-@click.option(
-    "--threshold",
-    type=float,
-    default=None,
-    help="Confident/Interactive-GNMax threshold T (default: 0.6 x teachers).",
-)
-@click.option(
-    "--sigma1",
-    type=POSITIVE_FLOAT,
-    default=None,
-    help="Threshold-check noise (default: 0.6 x teachers / 1.6).",
-)
-@click.option(
-    "--sigma2",
-    type=POSITIVE_FLOAT,
-    default=None,
-    help="Answer noise of Confident/Interactive-GNMax (default: --sigma).",
-)
-@click.option(
-    "--student-confidence",
-    type=click.FloatRange(0, 1),
-    default=0.9,
-    show_default=True,
-    help="Interactive-GNMax: the student labels a query itself above this confidence.",
-)
-@click.option(
-    "--warmup-queries",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Interactive-GNMax: queries answered by Confident-GNMax before the student is "
-    "trained (default: a third of the queries).",
-)
-@click.option(
-    "--delta",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=1e-5,
-    show_default=True,
-)
-@click.option(
-    "--max-epsilon",
-    type=POSITIVE_FLOAT,
-    default=3.0,
-    show_default=True,
-    help="Budget: stop before the data-independent epsilon would exceed it.",
-)
-@click.option(
-    "--max-queries",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Consider at most this many public records.",
-)
-@click.option(
-    "--orders", type=click.Choice(["default", "paper"]), default="default", show_default=True
-)
-@click.option(
-    "--conversion",
-    type=click.Choice(["improved", "classic"]),
-    default="improved",
-    show_default=True,
-)
-@click.option(
-    "--noise-seed",
-    type=int,
-    default=None,
-    help="Seeded noise for experiments: the release is then NOT private.",
-)
-@click.option(
-    "--student-method",
-    type=click.Choice(["auto", "supervised", "self-train", "vat"]),
-    default="auto",
-    show_default=True,
-    help="supervised: the answered rows only; self-train: an ensemble fitted on the answered rows "
-    "labels the whole public set, the student learns from all of it; vat: semi-supervised on the "
-    "answered rows and the whole public set (virtual adversarial training). auto: vat for images, "
+FILE, FOLDER = click.Path(dir_okay=False), click.Path(file_okay=False)
+HELP = {
+    "public": "Public unlabeled dataset the teachers vote on.",
+    "workspace": "Private folder for the raw votes and the ledger (resumable).",
+    "out": "Release folder: student.h5, labels.h5, privacy.json.",
+    "sigma": "GNMax noise (votes); the default sigma2.",
+    "scale": "LNMax Laplace scale.",
+    "threshold": "Confident/Interactive-GNMax threshold T [default: 80% of the teachers].",
+    "sigma1": "Threshold-check noise [default: 0.75 x T].",
+    "sigma2": "Answer noise of Confident/Interactive-GNMax [default: --sigma].",
+    "student_confidence": "Interactive-GNMax: the student labels a query itself above this.",
+    "warmup_queries": "Interactive-GNMax: queries answered by Confident-GNMax before the student "
+    "is trained [default: a third of the queries].",
+    "max_epsilon": "Budget: stop before the data-independent epsilon would exceed it.",
+    "max_queries": "Consider at most this many public records.",
+    "noise_seed": "Seeded noise for experiments: the release is then NOT private.",
+    "student_method": "supervised: the answered rows only; self-train: an ensemble fitted on the "
+    "answered rows labels the whole public set, the student learns from all of it; vat: "
+    "semi-supervised on the answered rows and the whole public set. auto: vat for images, "
     "self-train for tabular data (measured, see BENCHMARKS.md).",
-)
-@click.option(
-    "--student-model",
-    type=click.Choice(["auto", "mlp", "cnn", "cnn-medium", "cnn-small"]),
-    default="auto",
-    show_default=True,
-    help="Student architecture. auto: cnn-medium for images, an MLP for tabular data.",
-)
-@click.option("--student-steps", type=click.IntRange(min=1), default=3000, show_default=True)
-@click.option(
-    "--student-hidden",
-    default=None,
-    help="Student MLP widths (default: the teachers' for MLP teachers, else 256,256).",
-)
-@click.option(
-    "--student-balance",
-    type=click.FloatRange(min=0.0),
-    default=1.0,
-    show_default=True,
-    help="vat only: weight of the class-balance term (the divergence of the mean prediction on the "
-    "public pool from uniform; keeps a class with few answers from being absorbed by another). "
-    "Assumes the public pool's classes are about equally common; 0 turns it off.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of student training.")
-@click.option(
-    "--test",
-    "test_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Labelled test set to evaluate the student.",
-)
-@click.option(
-    "--batch-queries",
-    type=click.IntRange(min=1),
-    default=32,
-    show_default=True,
-    help="Queries per ledger record.",
-)
-@click.option(
-    "--force",
-    is_flag=True,
-    help="Replace a release folder that holds another run (never a folder holding a ledger).",
-)
-@click.option(
-    "--raise-budget",
-    is_flag=True,
-    help="Accept a --max-epsilon larger than the workspace's budget in force; the raise is "
-    "recorded in the ledger and the release states the new budget.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def command(
-    teachers_dir,
-    public_path,
-    workspace,
-    out_dir,
-    aggregator,
-    sigma,
-    scale,
-    threshold,
-    sigma1,
-    sigma2,
-    student_confidence,
-    warmup_queries,
-    delta,
-    max_epsilon,
-    max_queries,
-    orders,
-    conversion,
-    noise_seed,
-    student_method,
-    student_model,
-    student_steps,
-    student_hidden,
-    student_balance,
-    seed,
-    test_path,
-    batch_queries,
-    force,
-    raise_budget,
-    as_json,
-) -> None:
+    "student_model": "Student architecture. auto: cnn-medium for images, an MLP for tabular data.",
+    "steps": "Student training steps.",
+    "student_hidden": "Student MLP widths [default: the teachers' for MLP teachers, else 256,256].",
+    "balance_weight": "vat only: weight of the class-balance term (keeps a class with few answers "
+    "from being absorbed by another). Assumes the public pool's classes are about equally common; "
+    "0 turns it off.",
+    "seed": "Seed of student training.",
+    "test": "Labelled test set to evaluate the student.",
+    "batch_queries": "Queries per ledger record.",
+    "force": "Replace a release folder that holds another run (never a folder holding a ledger).",
+    "raise_budget": "Accept a --max-epsilon larger than the workspace's budget in force; the raise "
+    "is recorded in the ledger and the release states the new budget.",
+    "as_json": "Print the result as JSON.",
+}
+JOB, BUDGET, STUDENT = DistillJob, BudgetConfig, StudentConfig
+option = partial(common.field_option, HELP)
+
+
+@click.command("label-and-distill", context_settings={"show_default": True})
+@click.argument("teachers", metavar="TEACHERS_DIR", type=click.Path())
+@option("--public", required=True, type=FILE)
+@option("--workspace", required=True, type=FOLDER)
+@option("--out", required=True, type=FOLDER)
+@option("--aggregator", field_of=JOB, type=click.Choice(AGGREGATORS))
+@option("--sigma", field_of=JOB, type=POSITIVE_FLOAT)
+@option("--scale", field_of=JOB, type=POSITIVE_FLOAT)
+@option("--threshold", type=float, default=None)
+@option("--sigma1", type=POSITIVE_FLOAT, default=None)
+@option("--sigma2", type=POSITIVE_FLOAT, default=None)
+@option("--student-confidence", field_of=JOB, type=click.FloatRange(0, 1))
+@option("--warmup-queries", type=POSITIVE_INT, default=None)
+@option("--delta", field_of=BUDGET, type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@option("--max-epsilon", field_of=BUDGET, type=POSITIVE_FLOAT)
+@option("--max-queries", field_of=BUDGET, type=POSITIVE_INT)
+@option("--orders", field_of=BUDGET, type=click.Choice(["default", "paper"]))
+@option("--conversion", field_of=BUDGET, type=click.Choice(["improved", "classic"]))
+@option("--noise-seed", type=int, default=None)
+@option("--student-method", field_of=JOB, type=click.Choice(["auto", *STUDENT_METHODS]))
+@option("--student-model", field_of=JOB, type=click.Choice(STUDENT_MODELS))
+@option("--student-steps", "steps", field_of=STUDENT, type=POSITIVE_INT)
+@option("--student-hidden", default=None)
+@option("--student-balance", "balance_weight", field_of=STUDENT, type=click.FloatRange(min=0.0))
+@option("--seed", field_of=STUDENT, type=int)
+@option("--test", type=FILE, default=None)
+@option("--batch-queries", field_of=JOB, type=POSITIVE_INT)
+@option("--force", field_of=JOB, is_flag=True)
+@option("--raise-budget", field_of=JOB, is_flag=True)
+@option("--json", "as_json", is_flag=True)
+def command(**options) -> None:
     """Label public data with noisy teacher votes within a privacy budget, then train a student.
 
     Each answer is charged to a durable ledger in --workspace before it is released; a killed run
     resumes from the ledger without paying twice. Answering stops before the data-independent
-    epsilon would exceed --max-epsilon.
+    epsilon would exceed --max-epsilon. Every check that can fail on public facts runs before the
+    first query is charged.
 
     \b
     Example:
@@ -209,67 +99,38 @@ def command(
           --workspace run/workspace --out run/release --sigma 40 --max-epsilon 3 \\
           --test data/adas/test.h5
     """
-    from cli.common import parse_widths
-    from pate.aggregate import (
-        ConfidentGNMaxConfig,
-        GNMaxConfig,
-        InteractiveGNMaxConfig,
-        LNMaxConfig,
-    )
-    from pate.distill import label_and_distill
-    from pate.labeling import BudgetConfig
-    from pate.student import StudentConfig
-    from pate.teachers import load_teachers
+    with common.fields_as_flags(FLAGS):
+        job = job_from_options(options)
+        from pate.distill import label_and_distill
 
-    if aggregator == "gnmax":
-        config = GNMaxConfig(sigma)
-    elif aggregator == "lnmax":
-        config = LNMaxConfig(scale)
-    else:
-        num_teachers = load_teachers(teachers_dir).num_teachers
-        threshold = 0.6 * num_teachers if threshold is None else threshold
-        sigma1 = threshold / 1.6 / 2.5 if sigma1 is None else sigma1
-        sigma2 = sigma if sigma2 is None else sigma2
-        if aggregator == "confident-gnmax":
-            config = ConfidentGNMaxConfig(threshold, sigma1, sigma2)
-        else:
-            config = InteractiveGNMaxConfig(threshold, sigma1, sigma2, student_confidence)
-    budget = BudgetConfig(
-        delta=delta,
-        max_epsilon=max_epsilon,
-        max_queries=max_queries,
-        orders=orders,
-        conversion=conversion,
+        total = job.budget.max_queries or _count(job.public)
+        with common.progress_bar("answering queries", total) as advance:
+            result = label_and_distill(job, on_batch=lambda done, spent: advance(done, total))
+    for warning in result.private_warnings:
+        click.echo(f"warning (private, kept out of the release): {warning}", err=True)
+    render(result, options, options["as_json"])
+
+
+#: Field -> flag, for library errors (`raise_budget` -> --raise-budget).
+FLAGS = {param.name: param.opts[0] for param in command.params if isinstance(param, click.Option)}
+
+
+def job_from_options(options: dict) -> DistillJob:
+    """The job the options describe (also what ``pate run`` builds from a pipeline file)."""
+    if options.get("student_hidden") is not None and isinstance(options["student_hidden"], str):
+        options = {**options, "student_hidden": common.parse_widths(options["student_hidden"])}
+    return JOB(
+        **common.fields_of(JOB, options),
+        budget=BUDGET(**common.fields_of(BUDGET, options)),
+        student=STUDENT(**common.fields_of(STUDENT, options)),
     )
-    warmup = 0
-    if aggregator == "interactive-gnmax":
-        warmup = warmup_queries or max(1, (max_queries or _count(public_path)) // 3)
-    with progress_bar("answering queries", max_queries or _count(public_path)) as advance:
-        result = label_and_distill(
-            teachers_dir,
-            public_path,
-            workspace,
-            out_dir,
-            aggregator=config,
-            budget=budget,
-            noise_seed=noise_seed,
-            test_path=test_path,
-            student_config=StudentConfig(
-                steps=student_steps, seed=seed, balance_weight=student_balance
-            ),
-            student_method=student_method,
-            student_model=student_model,
-            student_hidden=parse_widths(student_hidden) if student_hidden else None,
-            warmup_queries=warmup,
-            batch_queries=batch_queries,
-            force=force,
-            raise_budget=raise_budget,
-            on_batch=lambda done, spent: advance(done, max_queries or done),
-        )
-    report = result.report
+
+
+def render(result, options: dict, as_json: bool) -> None:
+    report, spent = result.report, result.outcome.spent
     summary = {
         "release_dir": str(result.release_dir),
-        "workspace": str(workspace),
+        "workspace": str(options["workspace"]),
         "epsilon": report["epsilon"],
         "delta": report["delta"],
         "mechanism": report["mechanism"],
@@ -277,7 +138,7 @@ def command(
         "queries_answered": report["queries_answered"],
         "resumed_queries": result.outcome.resumed_queries,
         "stop_reason": report["stop_reason"],
-        "epsilon_data_dependent_private": result.outcome.spent.epsilon_data_dependent,
+        "epsilon_data_dependent_private": spent.epsilon_data_dependent,
         "student_method": report["student"]["method"],
         "student_model": report["student"]["model"],
         "student_test_accuracy": result.student_accuracy,
@@ -286,25 +147,18 @@ def command(
         "warnings": result.warnings,
         "private_warnings": result.private_warnings,
     }
-    for warning in result.private_warnings:
-        click.echo(f"warning (private, kept out of the release): {warning}", err=True)
     if as_json:
-        echo_json(summary)
-        return
-    out = console()
+        return common.echo_json(summary)
+    out = common.console()
+    resumed = result.outcome.resumed_queries
     out.print(
         f"{report['queries_answered']} of {report['queries_seen']} queries answered "
         f"({report['mechanism']}), stopped by {report['stop_reason']}"
-        + (
-            f"; {result.outcome.resumed_queries} resumed from the ledger"
-            if result.outcome.resumed_queries
-            else ""
-        )
+        + (f"; {resumed} resumed from the ledger" if resumed else "")
     )
     out.print(
         f"epsilon = {report['epsilon']:.4f} at delta = {report['delta']:g} (data-independent, "
-        f"publishable); data-dependent (private-internal) = "
-        f"{result.outcome.spent.epsilon_data_dependent:.4f}"
+        f"publishable); data-dependent (private-internal) = {spent.epsilon_data_dependent:.4f}"
     )
     if result.label_accuracy is not None:
         out.print(
@@ -322,7 +176,7 @@ def command(
     out.print(f"release written to {result.release_dir}")
 
 
-def _count(public_path: str) -> int:
+def _count(public_path) -> int:
     from pate.io import open_h5
 
     with open_h5(public_path, "dataset file") as handle:

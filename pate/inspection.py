@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pate.distill.workspace import VOTES_FILE
 from pate.errors import PateError
 from pate.io import array_fingerprint, check_fits_in_memory, open_h5
 from pate.labeling import (
@@ -29,8 +30,6 @@ from pate.labeling import (
 from pate.ledger import Ledger
 from pate.records import QueryCharge, RunHeader
 from pate.report import privacy_report
-
-VOTES_FILE = "votes.h5"  # as pate.distill.VOTES_FILE (not imported: distill pulls in the teachers)
 
 
 @dataclass

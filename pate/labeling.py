@@ -341,20 +341,20 @@ def open_ledger(path: Path, header: RunHeader, *, raise_budget: bool = False) ->
         if name is not None:
             raise PateError(
                 f"{path}: ledger belongs to another run ({name} is {getattr(found, name)!r}, this "
-                f"run has {getattr(header, name)!r}); use a new workspace"
+                f"run has {getattr(header, name)!r}); use a new `workspace`"
             )
         in_force = budget_history(ledger)[-1]
         requested = header.max_epsilon
         if requested != in_force:
             if not raise_budget:
                 raise PateError(
-                    f"{path}: max_epsilon is {requested:g} but the budget in force for this "
-                    f"workspace is {in_force:g}; rerun with max_epsilon {in_force:g}, or set "
-                    "raise_budget to raise it (recorded in the ledger)"
+                    f"{path}: `max_epsilon` is {requested:g} but the budget in force for this "
+                    f"workspace is {in_force:g}; rerun with `max_epsilon` {in_force:g}, or set "
+                    "`raise_budget` to raise it (recorded in the ledger)"
                 )
             if requested < in_force:
                 raise PateError(
-                    f"{path}: raise_budget with max_epsilon {requested:g}, expected more than the "
+                    f"{path}: `raise_budget` with `max_epsilon` {requested:g}, expected more than the "
                     f"budget in force ({in_force:g}); a spent budget cannot be lowered"
                 )
             ledger.append([], budget={"max_epsilon": requested})
@@ -514,6 +514,6 @@ def check_budget_covers_one(config: AggregatorConfig, budget: BudgetConfig) -> N
     )
     if eps > budget.max_epsilon:
         raise BudgetExhausted(
-            f"--max-epsilon {budget.max_epsilon:g} does not cover one query: one {config.mechanism} "
-            f"answer costs epsilon {eps:.4g} at delta {budget.delta:g}; raise --max-epsilon or the noise"
+            f"`max_epsilon` {budget.max_epsilon:g} does not cover one query: one {config.mechanism} "
+            f"answer costs epsilon {eps:.4g} at delta {budget.delta:g}; raise `max_epsilon` or the noise"
         )

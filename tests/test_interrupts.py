@@ -63,15 +63,15 @@ if where == "compile":
 
     compiler.backend_compile_and_load = hooked
 else:
-    import pate.distill
+    import pate.distill.stage
 
-    save_student = pate.distill.save_student
+    save_student = pate.distill.stage.save_student
 
     def hooked(*a, **k):
         fire(0)
         return save_student(*a, **k)
 
-    pate.distill.save_student = hooked
+    pate.distill.stage.save_student = hooked
 main(args)
 """
 

@@ -306,16 +306,16 @@ def tiny_teachers(tiny_adas, tmp_path):
 @pytest.fixture
 def fit_student_calls(monkeypatch):
     """The ``(args, kwargs)`` of every ``fit_student`` call that ``label-and-distill`` makes."""
-    import pate.distill
+    import pate.distill.stage
 
     calls = []
-    real = pate.distill.fit_student
+    real = pate.distill.stage.fit_student
 
     def spy(*args, **kwargs):
         calls.append((args, kwargs))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pate.distill, "fit_student", spy)
+    monkeypatch.setattr(pate.distill.stage, "fit_student", spy)
     return calls
 
 
@@ -326,7 +326,7 @@ def test_label_and_distill_gives_the_student_public_rows_and_released_labels_onl
 
     import h5py
 
-    import pate.distill
+    import pate.distill.stage
     from pate.io import read_dataset
     from pate.labeling import BudgetConfig
 
@@ -413,8 +413,26 @@ def test_cli_passes_the_balance_weight_to_the_student_and_refuses_a_negative_one
     assert not (tmp_path / "r2").exists()
 
 
-def test_cli_default_balance_weight_is_the_configs() -> None:
-    from cli.label_and_distill import command
+def test_cli_defaults_are_the_configs() -> None:
+    """Every label-and-distill option named after a job, budget or student field has its default."""
+    import dataclasses
 
-    (option,) = [p for p in command.params if p.name == "student_balance"]
+    from cli.label_and_distill import command
+    from pate.distill import DistillJob
+    from pate.labeling import BudgetConfig
+
+    defaults = {}
+    for cls in (StudentConfig, BudgetConfig, DistillJob):
+        for field in dataclasses.fields(cls):
+            if field.default is not dataclasses.MISSING:
+                defaults[field.name] = field.default
+    checked = 0
+    for param in command.params:
+        if param.name in defaults and not isinstance(
+            defaults[param.name], (StudentConfig, BudgetConfig)
+        ):
+            assert param.default == defaults[param.name], param.name
+            checked += 1
+    assert checked >= 20
+    (option,) = [p for p in command.params if p.name == "balance_weight"]
     assert option.default == StudentConfig().balance_weight

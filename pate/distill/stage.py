@@ -16,56 +16,46 @@ the answers it paid for, none twice.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from pate.aggregate import AggregatorConfig, InteractiveGNMaxConfig, aggregator_config
+from pate.aggregate import InteractiveGNMaxConfig
+from pate.distill.config import STUDENT_MODELS, DistillJob
+from pate.distill.release import (
+    LABELS_FILE,
+    REPORT_FILE,
+    STUDENT_FILE,
+    check_release_dir,
+    write_labels,
+)
+from pate.distill.workspace import compute_or_load_votes, write_private_notes
 from pate.errors import BudgetExhausted, PateError
 from pate.export import save_student
 from pate.io import (
     Dataset,
     array_fingerprint,
     atomic_dir,
-    atomic_file,
     ensure_private_dir,
     open_h5,
     read_dataset,
     refuse_overlap,
-    require_format,
 )
 from pate.labeling import (
     LEDGER_FILE,
-    BudgetConfig,
     LabelingOutcome,
     check_budget_covers_one,
     new_run_id,
-    read_header,
     run_labeling,
 )
-from pate.ledger import Ledger
 from pate.models import ModelConfig, Preprocessing
 from pate.noise import make_noise
 from pate.records import QueryCharge, RunHeader
 from pate.report import privacy_report, write_report
-from pate.student import (
-    STUDENT_METHODS,
-    StudentConfig,
-    TrainedModel,
-    fit_model,
-    fit_student,
-    resolve_method,
-)
-from pate.teachers import Teachers, load_teacher_individuals, load_teachers
-
-VOTES_FILE = "votes.h5"
-VOTES_FORMAT = "pate-votes"
-LABELS_FORMAT = "pate-labels"
+from pate.student import StudentConfig, TrainedModel, fit_model, fit_student, resolve_method
+from pate.teachers import load_teacher_individuals, load_teachers
 
 
 @dataclass
@@ -85,37 +75,6 @@ class DistillResult:
     private_warnings: list[str] = field(default_factory=list)
 
 
-def compute_or_load_votes(
-    workspace: Path, teachers: Teachers, features: np.ndarray, public_sha: str
-):
-    """Votes of every teacher on every public record, cached in the workspace (private)."""
-    path = workspace / VOTES_FILE
-    if path.exists():
-        with open_h5(path, "votes file") as handle:
-            found = (handle.attrs.get("teachers_sha256"), handle.attrs.get("public_sha256"))
-            if found != (teachers.sha256, public_sha):
-                raise PateError(
-                    f"{path}: votes belong to another run (other teachers or public data); use a new "
-                    "--workspace"
-                )
-            return handle["votes"][()]
-    votes = teachers.votes(features)
-    with atomic_file(path, private=True) as tmp:
-        with h5py.File(tmp, "w") as handle:
-            handle.attrs.update(
-                {
-                    "format": VOTES_FORMAT,
-                    "version": 1,
-                    "teachers_sha256": teachers.sha256,
-                    "public_sha256": public_sha,
-                    "num_teachers": teachers.num_teachers,
-                }
-            )
-            handle.create_dataset("votes", data=votes)
-    return votes
-
-
-STUDENT_MODELS = ("auto", "mlp", "cnn", "cnn-medium", "cnn-small")
 DEFAULT_STUDENT_HIDDEN = (256, 256)
 
 
@@ -146,93 +105,6 @@ def student_model_config(
         )
         hidden = teachers_model.hidden if same else DEFAULT_STUDENT_HIDDEN
     return ModelConfig(kind=kind, input_shape=feature_shape, num_classes=num_classes, hidden=hidden)
-
-
-AGGREGATORS = ("gnmax", "lnmax", "confident-gnmax", "interactive-gnmax")
-
-
-@dataclass(frozen=True)
-class DistillJob:
-    """Everything ``label-and-distill`` needs, validated; every default of the stage lives here.
-
-    Paths: ``teachers`` (the private teachers folder), ``public`` (the unlabeled public set),
-    ``workspace`` (private: votes and ledger), ``out`` (the release), ``test`` (optional, labelled).
-    The aggregator is ``aggregator`` with its parameters; unset Confident-GNMax parameters default by
-    :func:`pate.aggregate.confident_gnmax_defaults`. ``warmup_queries`` (Interactive-GNMax) defaults to
-    a third of the queries considered. ``budget`` says when to stop and how epsilon is computed;
-    ``student`` how the student is fitted (its ``method`` is replaced by ``student_method``).
-    ``force`` replaces another run's release (never a folder holding a ledger); ``raise_budget``
-    accepts a larger ``budget.max_epsilon`` than the workspace's budget in force.
-    """
-
-    teachers: str | os.PathLike
-    public: str | os.PathLike
-    workspace: str | os.PathLike
-    out: str | os.PathLike
-    test: str | os.PathLike | None = None
-    aggregator: str = "gnmax"
-    sigma: float = 40.0
-    scale: float = 20.0
-    threshold: float | None = None
-    sigma1: float | None = None
-    sigma2: float | None = None
-    student_confidence: float = 0.9
-    warmup_queries: int | None = None
-    budget: BudgetConfig = BudgetConfig()
-    noise_seed: int | None = None
-    student: StudentConfig = StudentConfig()
-    student_method: str = "auto"
-    student_model: str = "auto"
-    student_hidden: tuple[int, ...] | None = None
-    batch_queries: int = 32
-    force: bool = False
-    raise_budget: bool = False
-
-    def __post_init__(self) -> None:
-        if self.aggregator not in AGGREGATORS:
-            raise PateError(f"Expected aggregator={self.aggregator!r} in {', '.join(AGGREGATORS)}.")
-        if self.student_method not in ("auto", *STUDENT_METHODS):
-            raise PateError(
-                f"Expected student_method={self.student_method!r} in auto, "
-                f"{', '.join(STUDENT_METHODS)}."
-            )
-        if self.student_model not in STUDENT_MODELS:
-            raise PateError(
-                f"Expected student_model={self.student_model!r} in {', '.join(STUDENT_MODELS)}."
-            )
-        if self.batch_queries < 1:
-            raise PateError(f"Expected batch_queries={self.batch_queries} >= 1.")
-        if self.warmup_queries is not None and self.warmup_queries < 1:
-            raise PateError(f"Expected warmup_queries={self.warmup_queries} >= 1.")
-        if self.student_hidden is not None and not all(w >= 1 for w in self.student_hidden):
-            raise PateError(f"Expected student_hidden={self.student_hidden} of widths >= 1.")
-        for name in ("teachers", "public", "workspace", "out"):
-            if not str(getattr(self, name)):
-                raise PateError(f"Expected {name} to be a path, got an empty string.")
-        # Build the aggregator once with a placeholder teacher count to refuse bad parameters now.
-        self.aggregator_config(num_teachers=1)
-
-    def aggregator_config(self, num_teachers: int) -> AggregatorConfig:
-        """The aggregator for ``num_teachers`` teachers (a public count)."""
-        return aggregator_config(
-            self.aggregator,
-            num_teachers,
-            sigma=self.sigma,
-            scale=self.scale,
-            threshold=self.threshold,
-            sigma1=self.sigma1,
-            sigma2=self.sigma2,
-            student_confidence=self.student_confidence,
-        )
-
-    def warmup(self, num_public: int) -> int:
-        """Interactive-GNMax's warm-up length (0 for the other aggregators)."""
-        if self.aggregator != "interactive-gnmax":
-            return 0
-        if self.warmup_queries is not None:
-            return self.warmup_queries
-        considered = min(num_public, self.budget.max_queries or num_public)
-        return max(1, considered // 3)
 
 
 def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
@@ -286,7 +158,7 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
     workspace = Path(workspace)
     ledger_path = workspace / LEDGER_FILE
     release_dir = Path(release_dir)
-    previous = _check_release_dir(release_dir, ledger_path, force=force)
+    previous = check_release_dir(release_dir, ledger_path, force=force)
 
     model_config = student_model_config(
         job.student_model,
@@ -301,7 +173,7 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
     preprocessing = Preprocessing.fit(public.features)
 
     workspace = ensure_private_dir(workspace)
-    _write_private_notes(workspace, private_notes)
+    write_private_notes(workspace, private_notes)
     public_sha = array_fingerprint(public.features, public.individual_id.astype(str))
     votes = compute_or_load_votes(workspace, teachers, public.features, public_sha)
     noise = make_noise(noise_seed)
@@ -360,7 +232,7 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
     if outcome.spent.queries_answered == 0:
         raise BudgetExhausted(
             f"no query was answered ({outcome.spent.queries_seen} seen, stop: {outcome.stop_reason}); "
-            "lower --threshold or raise --max-epsilon"
+            "lower `threshold` or raise `max_epsilon`"
         )
 
     ids, labels = outcome.answered_ids, outcome.answered_labels
@@ -385,15 +257,15 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
         report["student_test_accuracy"] = student_accuracy
     same_run = previous is not None and previous[0] == outcome.run_id
     with atomic_dir(release_dir, force=force or same_run) as tmp:
-        write_labels(tmp / "labels.h5", ids, labels, class_names)
+        write_labels(tmp / LABELS_FILE, ids, labels, class_names)
         save_student(
-            tmp / "student.h5",
+            tmp / STUDENT_FILE,
             student,
             class_names=class_names,
             privacy=report,
             statement=report["statement"],
         )
-        write_report(tmp / "privacy.json", report)
+        write_report(tmp / REPORT_FILE, report)
     label_accuracy = _label_accuracy(public_path, ids, labels)
     for note in private_notes:
         warnings.warn(note, stacklevel=2)
@@ -416,96 +288,6 @@ def check_label_space(
             f"{data.path}: attribute 'class_names' is {list(data.class_names)}, expected "
             f"{list(class_names)} as the teachers in {teachers_dir}"
         )
-
-
-def _check_release_dir(
-    release_dir: Path, ledger_path: Path, *, force: bool
-) -> tuple[str, int] | None:
-    """Refuse, before anything is charged, a release folder this run may not write.
-
-    Returns ``(run_id, queries_seen)`` of an existing release of this workspace's run (which the run
-    may replace), ``None`` if there is none. Another run's release needs ``force``; a folder holding a
-    ledger is never replaced.
-    """
-    parent = release_dir.parent if str(release_dir.parent) else Path(".")
-    if not parent.is_dir():
-        raise PateError(
-            f"{release_dir}: folder {parent} does not exist, expected an existing parent"
-        )
-    if not release_dir.exists():
-        return None
-    if not release_dir.is_dir():
-        raise PateError(f"{release_dir}: is a file, expected a release folder")
-    holding = _ledger_inside(release_dir)
-    if holding is not None:
-        raise PateError(
-            f"{release_dir}: holds a privacy ledger ({holding}); a release never replaces a "
-            "workspace, expected another --out",
-            exit_code=4,
-        )
-    previous = _release_record(release_dir)
-    run_id = None
-    if ledger_path.exists():
-        with Ledger.open(ledger_path, read_only=True) as ledger:
-            run_id = read_header(ledger).run_id
-    if previous is not None and previous[0] == run_id:
-        return previous
-    if not force:
-        raise PateError(
-            f"{release_dir}: already exists and holds another run; pass --force to replace it",
-            exit_code=4,
-        )
-    return None
-
-
-def _ledger_inside(folder: Path) -> Path | None:
-    for root, _, files in os.walk(folder):
-        if LEDGER_FILE in files:
-            return Path(root) / LEDGER_FILE
-    return None
-
-
-PRIVATE_NOTES_FILE = "warnings.txt"
-
-
-def _write_private_notes(workspace: Path, notes: list[str]) -> None:
-    """Keep warnings about the private data in the workspace (0600); never in the release."""
-    path = workspace / PRIVATE_NOTES_FILE
-    if not notes:
-        return
-    with atomic_file(path, private=True) as tmp:
-        tmp.write_text("".join(f"{note}\n" for note in notes))
-
-
-def write_labels(path: Path, ids: np.ndarray, labels: np.ndarray, class_names) -> None:
-    """The released noisy labels: public query indices and their labels."""
-    with atomic_file(path) as tmp:
-        with h5py.File(tmp, "w") as handle:
-            handle.attrs["format"] = LABELS_FORMAT
-            handle.attrs["version"] = 1
-            if class_names:
-                handle.attrs["class_names"] = list(class_names)
-            handle.create_dataset("query_index", data=ids)
-            handle.create_dataset("labels", data=labels)
-
-
-def read_labels(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """The released labels written by :func:`write_labels`: (public query indices, labels)."""
-    with open_h5(path, "released labels file") as handle:
-        require_format(handle, path, LABELS_FORMAT)
-        return handle["query_index"][:].astype(np.int64), handle["labels"][:].astype(np.int64)
-
-
-def _release_record(release_dir: Path) -> tuple[str, int] | None:
-    """(run id, queries seen) of an existing release, if any."""
-    report = release_dir / "privacy.json"
-    if not report.exists():
-        return None
-    try:
-        raw = json.loads(report.read_text())
-        return (str(raw["run_id"]), int(raw["queries_seen"]))
-    except (ValueError, KeyError, TypeError):
-        return None
 
 
 def _label_accuracy(public_path, ids: np.ndarray, labels: np.ndarray) -> float | None:

@@ -1,0 +1,101 @@
+"""The job of ``label-and-distill``: every option of the stage, validated, with its default.
+
+Imports no JAX, so that the command line takes its defaults and choices from here quickly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pate.aggregate import MECHANISMS, AggregatorConfig, aggregator_config
+from pate.errors import PateError
+from pate.labeling import BudgetConfig
+from pate.student_config import STUDENT_METHODS, StudentConfig
+
+STUDENT_MODELS = ("auto", "mlp", "cnn", "cnn-medium", "cnn-small")
+AGGREGATORS = MECHANISMS  # the choices of `aggregator`, as pate.aggregate defines them
+
+
+@dataclass(frozen=True)
+class DistillJob:
+    """Everything ``label-and-distill`` needs, validated; every default of the stage lives here.
+
+    Paths: ``teachers`` (the private teachers folder), ``public`` (the unlabeled public set),
+    ``workspace`` (private: votes and ledger), ``out`` (the release), ``test`` (optional, labelled).
+    The aggregator is ``aggregator`` with its parameters; unset Confident-GNMax parameters default by
+    :func:`pate.aggregate.confident_gnmax_defaults`. ``warmup_queries`` (Interactive-GNMax) defaults to
+    a third of the queries considered. ``budget`` says when to stop and how epsilon is computed;
+    ``student`` how the student is fitted (its ``method`` is replaced by ``student_method``).
+    ``force`` replaces another run's release (never a folder holding a ledger); ``raise_budget``
+    accepts a larger ``budget.max_epsilon`` than the workspace's budget in force.
+    """
+
+    teachers: str | os.PathLike
+    public: str | os.PathLike
+    workspace: str | os.PathLike
+    out: str | os.PathLike
+    test: str | os.PathLike | None = None
+    aggregator: str = "gnmax"
+    sigma: float = 40.0
+    scale: float = 20.0
+    threshold: float | None = None
+    sigma1: float | None = None
+    sigma2: float | None = None
+    student_confidence: float = 0.9
+    warmup_queries: int | None = None
+    budget: BudgetConfig = BudgetConfig()
+    noise_seed: int | None = None
+    student: StudentConfig = StudentConfig()
+    student_method: str = "auto"
+    student_model: str = "auto"
+    student_hidden: tuple[int, ...] | None = None
+    batch_queries: int = 32
+    force: bool = False
+    raise_budget: bool = False
+
+    def __post_init__(self) -> None:
+        if self.aggregator not in AGGREGATORS:
+            raise PateError(f"Expected aggregator={self.aggregator!r} in {', '.join(AGGREGATORS)}.")
+        if self.student_method not in ("auto", *STUDENT_METHODS):
+            raise PateError(
+                f"Expected student_method={self.student_method!r} in auto, "
+                f"{', '.join(STUDENT_METHODS)}."
+            )
+        if self.student_model not in STUDENT_MODELS:
+            raise PateError(
+                f"Expected student_model={self.student_model!r} in {', '.join(STUDENT_MODELS)}."
+            )
+        if self.batch_queries < 1:
+            raise PateError(f"Expected batch_queries={self.batch_queries} >= 1.")
+        if self.warmup_queries is not None and self.warmup_queries < 1:
+            raise PateError(f"Expected warmup_queries={self.warmup_queries} >= 1.")
+        if self.student_hidden is not None and not all(w >= 1 for w in self.student_hidden):
+            raise PateError(f"Expected student_hidden={self.student_hidden} of widths >= 1.")
+        for name in ("teachers", "public", "workspace", "out"):
+            if not str(getattr(self, name)):
+                raise PateError(f"Expected {name} to be a path, got an empty string.")
+        # Build the aggregator once with a placeholder teacher count to refuse bad parameters now.
+        self.aggregator_config(num_teachers=1)
+
+    def aggregator_config(self, num_teachers: int) -> AggregatorConfig:
+        """The aggregator for ``num_teachers`` teachers (a public count)."""
+        return aggregator_config(
+            self.aggregator,
+            num_teachers,
+            sigma=self.sigma,
+            scale=self.scale,
+            threshold=self.threshold,
+            sigma1=self.sigma1,
+            sigma2=self.sigma2,
+            student_confidence=self.student_confidence,
+        )
+
+    def warmup(self, num_public: int) -> int:
+        """Interactive-GNMax's warm-up length (0 for the other aggregators)."""
+        if self.aggregator != "interactive-gnmax":
+            return 0
+        if self.warmup_queries is not None:
+            return self.warmup_queries
+        considered = min(num_public, self.budget.max_queries or num_public)
+        return max(1, considered // 3)
