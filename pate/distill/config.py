@@ -5,8 +5,10 @@ Imports no JAX, so that the command line takes its defaults and choices from her
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from pate.aggregate import MECHANISMS, AggregatorConfig, aggregator_config
 from pate.errors import PateError
@@ -77,6 +79,19 @@ class DistillJob:
                 raise PateError(f"Expected {name} to be a path, got an empty string.")
         # Build the aggregator once with a placeholder teacher count to refuse bad parameters now.
         self.aggregator_config(num_teachers=1)
+
+    def public_configuration(self) -> dict[str, Any]:
+        """The options of the job that may be published with the release: every field but the
+        paths (which may name private places) and the operational flags ``force`` and
+        ``raise_budget``. All are configuration, chosen by the user, never computed from data.
+        """
+        values = dataclasses.asdict(self)
+        for name in ("teachers", "public", "workspace", "out", "test", "force", "raise_budget"):
+            values.pop(name)
+        values["student"].pop("method")  # replaced by student_method
+        if values["student_hidden"] is not None:
+            values["student_hidden"] = list(values["student_hidden"])
+        return values
 
     def aggregator_config(self, num_teachers: int) -> AggregatorConfig:
         """The aggregator for ``num_teachers`` teachers (a public count)."""

@@ -246,6 +246,7 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
         include_private=False,
         max_epsilon_history=outcome.max_epsilon_history,
     )
+    report["configuration"] = job.public_configuration()
     report["student"] = {
         "method": student_config.method,
         "model": model_config.kind,
