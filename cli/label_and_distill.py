@@ -142,6 +142,7 @@ def render(result, options: dict, as_json: bool) -> None:
         "student_method": report["student"]["method"],
         "student_model": report["student"]["model"],
         "student_test_accuracy": result.student_accuracy,
+        "test_majority_rate": report.get("test_majority_rate"),
         "label_accuracy": result.label_accuracy,
         "private": report["private"],
         "warnings": result.warnings,
@@ -167,12 +168,13 @@ def render(result, options: dict, as_json: bool) -> None:
     if result.student_accuracy is not None:
         out.print(
             f"student test accuracy = {result.student_accuracy:.4f} "
-            f"({report['student']['method']} {report['student']['model']} student)"
+            f"({report['student']['method']} {report['student']['model']} student; always the "
+            f"most common class: {report['test_majority_rate']:.4f})"
         )
     if not report["private"]:
         out.print("[bold red]WARNING: seeded noise: this release is NOT private[/]")
     for warning in result.warnings:
-        out.print(f"warning: {warning}")
+        click.echo(f"warning: {warning}", err=True)
     out.print(f"release written to {result.release_dir}")
 
 

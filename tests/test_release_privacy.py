@@ -320,3 +320,31 @@ def test_overlap_with_the_private_data_stays_out_of_the_release(teachers, tiny_a
     assert oct((tmp_path / "ws" / "warnings.txt").stat().st_mode & 0o777) == "0o600"
     for path in (tmp_path / "release").iterdir():
         assert b"appear in the private data" not in path.read_bytes(), path
+
+
+def test_the_student_is_shown_against_the_majority_rate_and_warned_about(
+    teachers, tiny_adas, tmp_path
+):
+    test = read_dataset(tiny_adas["test"])
+    one_class = type(test)(**{**test.__dict__, "labels": np.zeros_like(test.labels), "path": ""})
+    write_dataset(tmp_path / "test0.h5", one_class)  # always class 0: the majority rate is 1.0
+    result = distill(
+        teachers, tiny_adas, tmp_path / "ws", tmp_path / "release", "--test", tmp_path / "test0.h5"
+    )
+    assert "does not beat always predicting the test set's most common class (1.0000)" in (
+        result.output
+    )
+    report = json.loads((tmp_path / "release" / "privacy.json").read_text())
+    assert report["test_majority_rate"] == 1.0 and report["student_test_accuracy"] <= 1.0
+    real = distill(
+        teachers,
+        tiny_adas,
+        tmp_path / "ws2",
+        tmp_path / "r2",
+        "--test",
+        tiny_adas["test"],
+        "--json",
+    )
+    summary = json.loads(real.output[real.output.index("{") :])
+    expected = np.bincount(test.labels).max() / len(test.labels)
+    assert summary["test_majority_rate"] == pytest.approx(expected)

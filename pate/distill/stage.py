@@ -253,9 +253,19 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
         "steps": student_config.steps,
     }
     student_accuracy = None
+    public_notes: list[str] = []
     if test is not None:
         student_accuracy = student.accuracy(test.features, test.labels)
+        majority = majority_rate(test.labels, teachers.num_classes)
         report["student_test_accuracy"] = student_accuracy
+        report["test_majority_rate"] = majority
+        if student_accuracy <= majority:
+            public_notes.append(
+                f"the student's test accuracy {student_accuracy:.4f} does not beat always "
+                f"predicting the test set's most common class ({majority:.4f}); it has learned "
+                "nothing useful: more answers (a larger budget, more teachers) or better teachers "
+                "are needed"
+            )
     same_run = previous is not None and previous[0] == outcome.run_id
     with atomic_dir(release_dir, force=force or same_run) as tmp:
         write_labels(tmp / LABELS_FILE, ids, labels, class_names)
@@ -271,8 +281,19 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
     for note in private_notes:
         warnings.warn(note, stacklevel=2)
     return DistillResult(
-        outcome, report, release_dir, student_accuracy, label_accuracy, [], private_notes
+        outcome, report, release_dir, student_accuracy, label_accuracy, public_notes, private_notes
     )
+
+
+def majority_rate(labels: np.ndarray, num_classes: int) -> float:
+    """The accuracy of always predicting the most common class: the baseline any model must beat.
+
+    >>> majority_rate(np.array([0, 1, 1, 1]), 3)
+    0.75
+    """
+    if len(labels) == 0:
+        return 0.0
+    return float(np.bincount(labels, minlength=num_classes).max() / len(labels))
 
 
 def check_label_space(
