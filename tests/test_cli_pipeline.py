@@ -61,6 +61,7 @@ def test_release_holds_only_public_artifacts(pipeline):
         "labels.h5",
         "privacy.json",
         "student.h5",
+        "student.jax",
     ]
     assert summary["queries_answered"] > 0 and summary["epsilon"] <= 4.0
     assert summary["private"] is False  # seeded noise
@@ -286,3 +287,34 @@ def test_every_aggregator_runs_end_to_end(pipeline, tiny_adas, tmp_path, aggrega
 
         entries = Ledger.open(tmp_path / "ws" / "ledger.jsonl", read_only=True).entries()
         assert {e["stage"] for e in entries} == {0, 1}
+
+
+def test_the_portable_student_runs_with_jax_alone_and_predicts_as_pate_does(
+    pipeline, tiny_adas, tmp_path
+):
+    """student.jax (a serialized jax.export program) gives pate predict's probabilities."""
+    import subprocess
+    import sys
+
+    out, _ = pipeline
+    run("predict", out / "release" / "student.h5", tiny_adas["test"], "--out", tmp_path / "p.h5")
+    with h5py.File(tmp_path / "p.h5") as handle:
+        expected = handle["probabilities"][()]
+    with h5py.File(tiny_adas["test"]) as handle:
+        np.save(tmp_path / "records.npy", handle["features"][()])
+    script = (
+        "import sys, numpy as np\n"
+        "from jax import export\n"
+        f"program = export.deserialize(bytearray(open({str(out / 'release' / 'student.jax')!r}, 'rb').read()))\n"
+        f"records = np.load({str(tmp_path / 'records.npy')!r})\n"
+        "np.save(sys.argv[1], np.asarray(program.call(records)))\n"
+        "assert not any(m == 'pate' or m.startswith(('pate.', 'flax')) for m in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "portable.npy")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "portable.npy"), expected, rtol=1e-5, atol=1e-6)

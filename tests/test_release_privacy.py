@@ -76,6 +76,7 @@ def released_values(release: Path) -> dict[str, object]:
             values[prefix] = json.dumps(value, sort_keys=True)
 
     flatten("privacy.json:", json.loads((release / "privacy.json").read_text()))
+    values["student.jax:*"] = (release / "student.jax").read_bytes()
     for name in ("student.h5", "labels.h5"):
         with h5py.File(release / name, "r") as handle:
 
@@ -169,6 +170,8 @@ def test_every_released_field_is_documented(small_release):
             file == doc_file and (field == doc_field or fnmatch(field, doc_field))
             for doc_file, doc_field in documented
         ), f"{file}: field {field!r} is released but not listed in docs/release.md"
+    for path in small_release.iterdir():
+        assert any(path.name == doc_file for doc_file, _ in documented), path.name
     report = json.loads((small_release / "privacy.json").read_text())
     assert report["epsilon_data_dependent"] is None and report["order_data_dependent"] is None
     for name in ("teachers_sha256", "votes_sha256", "ledger_id", "ledger_digest", "warnings"):

@@ -52,6 +52,7 @@ from pate.labeling import (
 )
 from pate.models import ModelConfig, Preprocessing
 from pate.noise import make_noise
+from pate.portable import PORTABLE_FILE, save_portable
 from pate.records import QueryCharge, RunHeader
 from pate.report import privacy_report, write_report
 from pate.student import StudentConfig, TrainedModel, fit_model, fit_student, resolve_method
@@ -277,6 +278,7 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
             statement=report["statement"],
         )
         write_report(tmp / REPORT_FILE, report)
+        save_portable(tmp / PORTABLE_FILE, student, public.features.dtype)
     label_accuracy = _label_accuracy(public_path, ids, labels)
     for note in private_notes:
         warnings.warn(note, stacklevel=2)
