@@ -53,8 +53,9 @@ def __getattr__(name: str):
 class _Package(types.ModuleType):
     """``pate`` itself. Importing a submodule sets it as an attribute of its package; for
     :mod:`pate.partition` that would hide the stage call of the same name, so that attribute is not
-    set and ``pate.partition`` stays the function (``from pate.partition import ...`` is unaffected:
-    it reads ``sys.modules``)."""
+    set and ``pate.partition`` stays the function. ``from pate.partition import ...`` and
+    ``importlib.import_module("pate.partition")`` still give the module (they read ``sys.modules``);
+    ``import pate.partition as name`` gives the function."""
 
     def __setattr__(self, name: str, value) -> None:
         if name in _STAGES and isinstance(value, types.ModuleType):
