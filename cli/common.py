@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import re
 import sys
@@ -37,15 +38,25 @@ POSITIVE_INT = click.IntRange(min=1)
 NATURAL_INT = click.IntRange(min=0)
 
 
-def field_option(
-    help: dict[str, str], flag: str, *decls: str, field_of: type | None = None, **kwargs
-):
+def field_option(help: dict[str, str], flag: str, *decls: str, field_of: Any = None, **kwargs):
     """An option for the configuration field ``decls[0]`` (default: named as the flag), with the
-    field's ``help`` and, with ``field_of``, the default of that field of ``field_of`` (a dataclass)."""
+    field's ``help`` and, with ``field_of``, the default of that field of ``field_of`` (a dataclass)
+    or of that parameter of ``field_of`` (a function)."""
     name = decls[0] if decls else flag.removeprefix("--").replace("-", "_")
     if field_of is not None:
-        kwargs["default"] = getattr(field_of, name)
+        kwargs["default"] = default_of(field_of, name)
     return click.option(flag, *decls, help=help.get(name), **kwargs)
+
+
+def default_of(owner: Any, name: str) -> Any:
+    """The default of field ``name`` of the dataclass ``owner``, or of parameter ``name`` of the
+    function ``owner``."""
+    if isinstance(owner, type):
+        return getattr(owner, name)
+    default = inspect.signature(owner).parameters[name].default
+    if default is inspect.Parameter.empty:
+        raise TypeError(f"{owner.__name__}: parameter {name!r} has no default")
+    return default
 
 
 def fields_of(cls: type, options: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +95,24 @@ def widths_text(widths: tuple[int, ...]) -> str:
     return ",".join(map(str, widths)) or "none"
 
 
+def flags_of(command: click.Command) -> dict[str, str]:
+    """Parameter name -> how the user spells it: an option's first flag (``--teacher-chunk``), an
+    argument's metavar (``PRIVATE.h5``)."""
+    return {
+        param.name: param.opts[0]
+        if isinstance(param, click.Option)
+        else param.metavar or param.name.upper()
+        for param in command.params
+        if param.name
+    }
+
+
+def as_flags(text: str, flags: dict[str, str]) -> str:
+    """``text`` with each field in backquotes, as `teacher_chunk`, said as the command's flag
+    (``flags``: field -> flag; other fields lose their quotes only)."""
+    return re.sub(r"`(\w+)`", lambda match: flags.get(match[1], match[1]), text)
+
+
 @contextmanager
 def fields_as_flags(flags: dict[str, str]) -> Iterator[None]:
     """Library errors name a configuration field in backquotes, as `teacher_chunk`; say it as the
@@ -91,8 +120,7 @@ def fields_as_flags(flags: dict[str, str]) -> Iterator[None]:
     try:
         yield
     except PateError as error:
-        message = re.sub(r"`(\w+)`", lambda match: flags.get(match[1], match[1]), str(error))
-        raise PateError(message, exit_code=error.exit_code) from None
+        raise PateError(as_flags(str(error), flags), exit_code=error.exit_code) from None
 
 
 class progress_bar:  # noqa: N801 (used as a context manager, like open())

@@ -1,97 +1,58 @@
-"""``pate dataset NAME --out DIR``: write a built-in or imported dataset in the pate-dataset format."""
+"""``pate dataset NAME --out DIR``: write a built-in or imported dataset in the pate-dataset format.
+
+Parse, call :func:`~pate.data.make_dataset`, render. An option left out (a flag not set) is not
+passed, so each dataset's own default applies; library errors name options, said here as flags.
+"""
 
 from __future__ import annotations
 
+from functools import partial
+
 import click
 
-from cli.common import console, echo_json
+from cli import common
+from pate.data import BUILDERS, DatasetSplit, make_dataset
 
-DATASET_NAMES = ("adas", "mnist", "adult", "fashion-mnist", "csv", "npz", "h5")
+HELP = {
+    "out": "Folder to create with private.h5, public.h5 and test.h5.",
+    "seed": "adas: seed of the generator; csv/npz/h5: seed of the split (default 0).",
+    "vehicles": "adas: number of private vehicles (default 2500, ~100k records).",
+    "source_dir": "mnist/adult/fashion-mnist: read the source files from this folder instead of "
+    "the installed package (same layout; still MD5-verified).",
+    "input": "csv/npz/h5: the file to import.",
+    "label_column": "csv/npz/h5: column or array of the labels.",
+    "individual_column": "csv/npz/h5: column or array saying whose record each is (all of one "
+    "individual's records stay in one split).",
+    "records_are_individuals": "csv/npz/h5: no id column; treat each record as its own individual "
+    "(record-level privacy).",
+    "features_array": "npz/h5: name of the (N, ...) feature array (default 'features').",
+    "feature_columns": "csv: comma-separated feature columns (default: all but the label and id "
+    "columns).",
+    "public_fraction": "csv/npz/h5: fraction of records for the public split (default 0.1).",
+    "test_fraction": "csv/npz/h5: fraction of records for the test split (default 0.1).",
+    "force": "Replace an existing output folder.",
+    "as_json": "Print what was written as JSON.",
+}
+option = partial(common.field_option, HELP)
 
 
 @click.command("dataset")
-@click.argument("name", type=click.Choice(DATASET_NAMES))
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder to create with private.h5, public.h5 and test.h5.",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=None,
-    help="adas: seed of the generator; csv/npz/h5: seed of the split (default 0).",
-)
-@click.option(
-    "--vehicles",
-    type=click.IntRange(min=2),
-    default=None,
-    help="adas: number of private vehicles (default 2500, ~100k records).",
-)
-@click.option(
-    "--source-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="mnist/adult/fashion-mnist: read the source files from this folder instead of the "
-    "installed package (same layout; still MD5-verified).",
-)
-@click.option("--input", "input_path", default=None, help="csv/npz/h5: the file to import.")
-@click.option("--label-column", default=None, help="csv/npz/h5: column or array of the labels.")
-@click.option(
-    "--individual-column",
-    default=None,
-    help="csv/npz/h5: column or array saying whose record each is (all of one individual's "
-    "records stay in one split).",
-)
-@click.option(
-    "--records-are-individuals",
-    is_flag=True,
-    default=False,
-    help="csv/npz/h5: no id column; treat each record as its own individual (record-level privacy).",
-)
-@click.option(
-    "--features-array",
-    default=None,
-    help="npz/h5: name of the (N, ...) feature array (default 'features').",
-)
-@click.option(
-    "--feature-columns",
-    default=None,
-    help="csv: comma-separated feature columns (default: all but the label and id columns).",
-)
-@click.option(
-    "--public-fraction",
-    type=float,
-    default=None,
-    help="csv/npz/h5: fraction of records for the public split (default 0.1).",
-)
-@click.option(
-    "--test-fraction",
-    type=float,
-    default=None,
-    help="csv/npz/h5: fraction of records for the test split (default 0.1).",
-)
-@click.option("--force", is_flag=True, help="Replace an existing output folder.")
-@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
-def command(
-    name: str,
-    out_dir: str,
-    seed: int | None,
-    vehicles: int | None,
-    source_dir: str | None,
-    input_path: str | None,
-    label_column: str | None,
-    individual_column: str | None,
-    records_are_individuals: bool,
-    features_array: str | None,
-    feature_columns: str | None,
-    public_fraction: float | None,
-    test_fraction: float | None,
-    force: bool,
-    as_json: bool,
-) -> None:
+@click.argument("name", type=click.Choice(tuple(BUILDERS)))
+@option("--out", required=True, type=click.Path(file_okay=False))
+@option("--seed", type=int)
+@option("--vehicles", type=click.IntRange(min=2))
+@option("--source-dir", type=click.Path(file_okay=False))
+@option("--input")
+@option("--label-column")
+@option("--individual-column")
+@option("--records-are-individuals", is_flag=True)
+@option("--features-array")
+@option("--feature-columns")
+@option("--public-fraction", type=float)
+@option("--test-fraction", type=float)
+@option("--force", is_flag=True)
+@option("--json", "as_json", is_flag=True)
+def command(name: str, out: str, force: bool, as_json: bool, **options) -> None:
     """Write dataset NAME as DIR/private.h5, DIR/public.h5 and DIR/test.h5.
 
     \b
@@ -112,49 +73,27 @@ def command(
       pate dataset csv --input patients.csv --label-column outcome \\
           --individual-column patient_id --public-fraction 0.1 --test-fraction 0.1 --out data/mine
     """
-    from pate.data import build_dataset
-    from pate.io import atomic_dir, read_dataset, refuse_overlap
-
-    refuse_overlap(  # --force never replaces a folder holding an input
-        inputs={"--input": input_path, "--source-dir": source_dir}, outputs={"--out": out_dir}
-    )
+    if options["feature_columns"] is not None:
+        columns = options["feature_columns"].split(",")
+        options["feature_columns"] = tuple(c.strip() for c in columns if c.strip())
     given = {
-        "seed": seed,
-        "vehicles": vehicles,
-        "source_dir": source_dir,
-        "input": input_path,
-        "label_column": label_column,
-        "individual_column": individual_column,
-        "records_are_individuals": records_are_individuals or None,
-        "features_array": features_array,
-        "feature_columns": _split_columns(feature_columns),
-        "public_fraction": public_fraction,
-        "test_fraction": test_fraction,
+        key: value for key, value in options.items() if value is not None and value is not False
     }
-    options = {key: value for key, value in given.items() if value is not None}
-    with atomic_dir(out_dir, force=force) as tmp:
-        paths = build_dataset(name, tmp, **options)
-        names = {split: path.name for split, path in paths.items()}
-    written = {}
-    for split, filename in names.items():
-        data = read_dataset(f"{out_dir}/{filename}")
-        written[split] = {
-            "path": f"{out_dir}/{filename}",
-            "records": len(data),
-            "individuals": len(set(data.individual_id.tolist())),
-        }
+    with common.fields_as_flags(FLAGS):
+        written = make_dataset(name, out, force=force, **given)
+    render(written, as_json)
+
+
+#: Option -> flag, for library errors (`source_dir` -> --source-dir).
+FLAGS = common.flags_of(command)
+
+
+def render(written: dict[str, DatasetSplit], as_json: bool) -> None:
     if as_json:
-        echo_json(written)
-        return
-    out = console()
+        return common.echo_json({split: info.to_dict() for split, info in written.items()})
+    out = common.console()
     for split, info in written.items():
         out.print(
-            f"{split:>8}: {info['records']:>7} records, {info['individuals']:>5} individuals -> "
-            f"{info['path']}"
+            f"{split:>8}: {info.records:>7} records, {info.individuals:>5} individuals -> "
+            f"{info.path}"
         )
-
-
-def _split_columns(value: str | None) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    return tuple(name.strip() for name in value.split(",") if name.strip())

@@ -1,10 +1,18 @@
-"""``pate inspect``: the privacy budget spent by a workspace or a release."""
+"""``pate inspect``: the privacy budget spent by a workspace or a release.
+
+Parse, call :func:`~pate.inspection.inspect`, render; library errors name arguments, said here as flags.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from cli.common import console, echo_json
+from cli import common
+
+if TYPE_CHECKING:
+    from pate.inspection import Inspection
 
 
 @click.command("inspect")
@@ -12,12 +20,11 @@ from cli.common import console, echo_json
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @click.option(
     "--plot",
-    "plot_path",
     type=click.Path(dir_okay=False),
     default=None,
     help="Write a PNG: epsilon against queries answered, and vote margins.",
 )
-def command(path: str, as_json: bool, plot_path: str | None) -> None:
+def command(path: str, as_json: bool, plot: str | None) -> None:
     """Show the privacy budget spent: epsilon at delta, queries, mechanism and accountant.
 
     A workspace (private) is recomputed from its ledger and also shows the data-dependent epsilon;
@@ -28,26 +35,23 @@ def command(path: str, as_json: bool, plot_path: str | None) -> None:
       pate inspect run/release
       pate inspect run/workspace --json --plot budget.png
     """
-    from pathlib import Path
+    from pate.inspection import inspect
 
-    from pate.inspection import inspect_path, plot_inspection
-    from pate.io import atomic_file, refuse_overlap
-
-    refuse_overlap(inputs={"WORKSPACE_OR_RELEASE": path}, outputs={"--plot": plot_path})
-    inspection = inspect_path(path)
-    report = inspection.report
-    if plot_path:
-        # A workspace's plot shows vote margins, which depend on the private data: mode 0600.
-        with atomic_file(Path(plot_path), private=inspection.kind == "workspace") as tmp:
-            plot_inspection(inspection, tmp)
+    with common.fields_as_flags(FLAGS):
+        inspection = inspect(path, plot=plot)
     if as_json:
-        payload = {key: value for key, value in report.items() if key != "statement"}
-        payload["kind"] = inspection.kind
-        payload["statement"] = report["statement"]
-        echo_json(payload)
-        return
+        return common.echo_json(inspection.summary())
+    render(path, inspection, plot)
+
+
+#: Argument -> flag, for library errors (`plot` -> --plot, `path` -> WORKSPACE_OR_RELEASE).
+FLAGS = common.flags_of(command)
+
+
+def render(path: str, inspection: Inspection, plot: str | None) -> None:
     from rich.table import Table
 
+    report = inspection.report
     table = Table(
         title=f"Privacy budget of {path} ({inspection.kind})",
         title_justify="left",
@@ -87,11 +91,11 @@ def command(path: str, as_json: bool, plot_path: str | None) -> None:
     ]
     for name, value in rows:
         table.add_row(name, value)
-    out = console()
+    out = common.console()
     out.print(table)
     if report.get("ledger_damage"):
         out.print(f"[bold red]LEDGER DAMAGED: {report['ledger_damage']}[/]")
         out.print("[bold red]The epsilon above under-counts what was spent.[/]")
     out.print(report["statement"])
-    if plot_path:
-        out.print(f"plot written to {plot_path}")
+    if plot:
+        out.print(f"plot written to {plot}")

@@ -1,46 +1,41 @@
-"""``pate partition``: split private data into one shard per teacher, one individual per shard."""
+"""``pate partition``: split private data into one shard per teacher, one individual per shard.
+
+Parse, build a :class:`~pate.partition.PartitionJob`, call :func:`~pate.partition.partition`, render.
+Each option fills the job field it is named after and takes that field's default from the job; library
+errors name fields, said here as flags.
+"""
 
 from __future__ import annotations
 
+from functools import partial
+
 import click
 
-from cli.common import console, echo_json
+from cli import common
+from cli.common import POSITIVE_INT
+from pate.partition import PartitionJob, PartitionSummary, partition
+
+HELP = {
+    "num_teachers": "Number of teachers (shards).",
+    "out": "Shards file to write (private).",
+    "individual_column": "Dataset holding who each record belongs to.",
+    "seed": "Seed of the tie-breaking.",
+    "force": "Replace an existing shards file.",
+    "as_json": "Print the summary as JSON.",
+}
+JOB = PartitionJob
+option = partial(common.field_option, HELP)
 
 
-@click.command("partition")
-@click.argument("input_path", metavar="PRIVATE.h5", type=click.Path(dir_okay=False))
-@click.option(
-    "--teachers",
-    "num_teachers",
-    required=True,
-    type=click.IntRange(min=1),
-    help="Number of teachers (shards).",
-)
-@click.option(
-    "--out",
-    "out_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Shards file to write (private).",
-)
-@click.option(
-    "--individual-column",
-    default="individual_id",
-    show_default=True,
-    help="Dataset holding who each record belongs to.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the tie-breaking.")
-@click.option("--force", is_flag=True, help="Replace an existing shards file.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def command(
-    input_path: str,
-    num_teachers: int,
-    out_path: str,
-    individual_column: str,
-    seed: int,
-    force: bool,
-    as_json: bool,
-) -> None:
+@click.command("partition", context_settings={"show_default": True})
+@click.argument("input", metavar="PRIVATE.h5", type=click.Path(dir_okay=False))
+@option("--teachers", "num_teachers", required=True, type=POSITIVE_INT)
+@option("--out", required=True, type=click.Path(dir_okay=False))
+@option("--individual-column", field_of=JOB)
+@option("--seed", field_of=JOB, type=int)
+@option("--force", field_of=JOB, is_flag=True)
+@option("--json", "as_json", is_flag=True)
+def command(**options) -> None:
     """Partition PRIVATE.h5 into --teachers shards, all records of an individual in one shard.
 
     Shards are balanced by record count (largest individual first onto the lightest shard), the split is
@@ -50,33 +45,23 @@ def command(
     Example:
       pate partition data/adas/private.h5 --teachers 250 --out run/shards.h5
     """
-    from pathlib import Path
+    with common.fields_as_flags(FLAGS):
+        summary = partition(JOB(**common.fields_of(JOB, options)))
+    render(summary, options)
 
-    from pate.errors import PateError
-    from pate.io import refuse_overlap
-    from pate.partition import PartitionConfig, partition_file
 
-    refuse_overlap(inputs={"PRIVATE.h5": input_path}, outputs={"--out": out_path})  # even --force
-    if Path(out_path).exists() and not force:
-        raise PateError(
-            f"{out_path}: already exists and holds another run; pass --force to replace it",
-            exit_code=4,
-        )
-    config = PartitionConfig(
-        num_teachers=num_teachers, seed=seed, individual_column=individual_column
-    )
-    summary = partition_file(input_path, out_path, config)
-    if as_json:
-        echo_json(summary.to_dict())
-        return
+#: Field -> flag, for library errors (`out` -> --out, `input` -> PRIVATE.h5).
+FLAGS = common.flags_of(command)
+
+
+def render(summary: PartitionSummary, options: dict) -> None:
+    if options["as_json"]:
+        return common.echo_json(summary.summary())
     from rich.table import Table
 
-    table = Table(title=f"Partition of {input_path} (verified)", title_justify="left")
-    table.add_column("shards", justify="right")
-    table.add_column("records", justify="right")
-    table.add_column("individuals", justify="right")
-    table.add_column("records/shard min·median·max", justify="right")
-    table.add_column("max/min", justify="right")
+    table = Table(title=f"Partition of {options['input']} (verified)", title_justify="left")
+    for column in ("shards", "records", "individuals", "records/shard min·median·max", "max/min"):
+        table.add_column(column, justify="right")
     table.add_column("individuals/shard", justify="right")
     table.add_row(
         str(summary.num_shards),
@@ -86,6 +71,6 @@ def command(
         f"{summary.size_ratio:.3f}",
         f"{summary.min_individuals}–{summary.max_individuals}",
     )
-    out = console()
+    out = common.console()
     out.print(table)
-    out.print(f"shards written to {out_path}")
+    out.print(f"shards written to {options['out']}")

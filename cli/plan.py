@@ -1,73 +1,48 @@
-"""``pate plan``: noise parameters from a privacy budget (data-independent worst case)."""
+"""``pate plan``: noise parameters from a privacy budget (data-independent worst case).
+
+Parse, call :func:`~pate.accounting.plan`, render. Defaults and choices are the library's.
+"""
 
 from __future__ import annotations
 
+from functools import partial
+
 import click
 
-from cli.common import console, echo_json
+from cli import common
+from pate.accounting import CONVERSIONS, ORDER_LISTS, PLAN_MECHANISMS, PlanResult, plan
+
+HELP = {
+    "epsilon": "Target epsilon of the whole run.",
+    "delta": "Target delta.",
+    "queries": "Number of student queries.",
+    "teachers": "Number of teachers.",
+    "classes": "Number of classes.",
+    "mechanism": "Which aggregator to plan for.",
+    "answered_fraction": "Confident-GNMax: at most this fraction of the queries gets an answer.",
+    "threshold": "Confident-GNMax: threshold T (default 80% of the teachers).",
+    "threshold_share": "Confident-GNMax: share of the budget spent on threshold checks.",
+    "orders": "Renyi orders.",
+    "conversion": "RDP to (epsilon, delta) conversion.",
+    "as_json": "Print one JSON object.",
+}
+option = partial(common.field_option, HELP)
 
 
-@click.command("plan")
-@click.option("--epsilon", type=float, required=True, help="Target epsilon of the whole run.")
-@click.option("--delta", type=float, default=1e-5, show_default=True, help="Target delta.")
-@click.option("--queries", type=int, required=True, help="Number of student queries.")
-@click.option("--teachers", type=int, required=True, help="Number of teachers.")
-@click.option("--classes", type=int, required=True, help="Number of classes.")
-@click.option(
-    "--mechanism",
-    type=click.Choice(["gnmax", "confident-gnmax", "all"]),
-    default="all",
-    show_default=True,
-    help="Which aggregator to plan for.",
-)
-@click.option(
-    "--answered-fraction",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="Confident-GNMax: at most this fraction of the queries gets an answer.",
-)
-@click.option(
-    "--threshold",
-    type=float,
-    help="Confident-GNMax: threshold T (default 80% of the teachers).",
-)
-@click.option(
-    "--threshold-share",
-    type=float,
-    default=0.1,
-    show_default=True,
-    help="Confident-GNMax: share of the budget spent on threshold checks.",
-)
-@click.option(
-    "--orders",
-    type=click.Choice(["paper", "default"]),
-    default="default",
-    show_default=True,
-    help="Renyi orders.",
-)
-@click.option(
-    "--conversion",
-    type=click.Choice(["classic", "improved"]),
-    default="improved",
-    show_default=True,
-    help="RDP to (epsilon, delta) conversion.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def command(
-    epsilon: float,
-    delta: float,
-    queries: int,
-    teachers: int,
-    classes: int,
-    mechanism: str,
-    answered_fraction: float,
-    threshold: float | None,
-    threshold_share: float,
-    orders: str,
-    conversion: str,
-    as_json: bool,
-) -> None:
+@click.command("plan", context_settings={"show_default": True})
+@option("--epsilon", type=float, required=True)
+@option("--delta", field_of=plan, type=float)
+@option("--queries", type=int, required=True)
+@option("--teachers", type=int, required=True)
+@option("--classes", type=int, required=True)
+@option("--mechanism", field_of=plan, type=click.Choice(PLAN_MECHANISMS))
+@option("--answered-fraction", field_of=plan, type=float)
+@option("--threshold", type=float)
+@option("--threshold-share", field_of=plan, type=float)
+@option("--orders", field_of=plan, type=click.Choice(ORDER_LISTS))
+@option("--conversion", field_of=plan, type=click.Choice(CONVERSIONS))
+@option("--json", "as_json", is_flag=True)
+def command(as_json: bool, **options) -> None:
     """Suggest the noise that keeps a run within a privacy budget.
 
     Uses the data-independent worst case, the only bound known before any vote is cast: sigma for
@@ -78,27 +53,16 @@ def command(
       pate plan --epsilon 2 --delta 1e-5 --queries 1000 --teachers 250 --classes 10 \\
           --answered-fraction 0.4
     """
-    from pate.accounting import plan
-
-    result = plan(
-        epsilon=epsilon,
-        delta=delta,
-        queries=queries,
-        teachers=teachers,
-        classes=classes,
-        mechanism=mechanism,
-        answered_fraction=answered_fraction,
-        threshold=threshold,
-        threshold_share=threshold_share,
-        orders=orders,
-        conversion=conversion,
-    )
+    result = plan(**options)
     if as_json:
-        echo_json(result.to_dict())
-        return
+        return common.echo_json(result.to_dict())
+    render(result)
+
+
+def render(result: PlanResult) -> None:
     from rich.markup import escape
 
-    out = console()
+    out = common.console()
     out.print(
         f"Budget: epsilon={result.target_epsilon:g} at delta={result.delta:g} for {result.queries} "
         f"queries, {result.teachers} teachers, {result.classes} classes "

@@ -8,13 +8,20 @@ Student file (``release/student.h5``, ``format = "pate-student"``)::
            privacy_statement (plain language), privacy (the JSON report, as text)
 
 It holds no teacher parameter, vote or private record, so it can be shipped as is.
+
+:func:`predict` is ``pate predict`` as one call: the student labels a ``pate-dataset`` file, and the
+predictions go to a ``pate-predictions`` file (``labels`` (N,), ``probabilities`` (N, C), attribute
+``class_names``). Errors name the argument they are about in backquotes, as `out`; the command maps
+each to its flag or argument.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -28,6 +35,8 @@ from pate.io import (
     atomic_file,
     check_fits_in_memory,
     open_h5,
+    read_dataset,
+    refuse_overlap,
     require_format,
 )
 from pate.models import ModelConfig, Preprocessing
@@ -293,3 +302,78 @@ def write_predictions(
             handle.attrs["class_names"] = list(class_names)
             handle.create_dataset("labels", data=labels.astype(np.int64))
             handle.create_dataset("probabilities", data=probabilities.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """What :func:`predict` computed. ``labels`` (N,) and ``probabilities`` (N, C) of the input's
+    records; ``accuracy`` against the input's labels, None if it has none; ``out`` the predictions file
+    written, or None."""
+
+    student: Path
+    input: Path
+    out: Path | None
+    class_names: tuple[str, ...]
+    labels: np.ndarray
+    probabilities: np.ndarray
+    accuracy: float | None
+
+    @property
+    def class_counts(self) -> dict[str, int]:
+        """Predicted records per class, by class name."""
+        counts = np.bincount(self.labels, minlength=len(self.class_names))
+        return {name: int(count) for name, count in zip(self.class_names, counts, strict=True)}
+
+    def summary(self) -> dict[str, Any]:
+        """The run in plain values (the command's ``--json`` report)."""
+        return {
+            "records": len(self.labels),
+            "accuracy": self.accuracy,
+            "out": None if self.out is None else str(self.out),
+            "class_counts": self.class_counts,
+        }
+
+
+def predict(
+    student_path: str | os.PathLike,
+    input_path: str | os.PathLike,
+    *,
+    out: str | os.PathLike | None = None,
+    force: bool = False,
+) -> PredictionResult:
+    """Label the records of ``input_path`` (a ``pate-dataset`` file) with the student bundle at
+    ``student_path``, and with ``out`` write the predictions there (atomically).
+
+    Refuses, before anything is read, an ``out`` that is, holds or lies inside an input (``force`` or
+    not); then a student that does not load, an input whose features do not have the student's input
+    shape, and an existing ``out`` without ``force`` (exit code 4).
+    """
+    refuse_overlap(
+        inputs={"`student_path`": student_path, "`input_path`": input_path},
+        outputs={"`out`": out},
+    )
+    student_path, input_path = Path(student_path), Path(input_path)
+    out = Path(out) if out else None
+    student, attrs = load_student(student_path)
+    data = read_dataset(input_path)
+    if data.feature_shape != tuple(student.model.input_shape):
+        raise PateError(
+            f"{input_path}: features have shape {data.feature_shape}, expected "
+            f"{tuple(student.model.input_shape)} as the student in {student_path}"
+        )
+    if out is not None and out.exists() and not force:
+        raise PateError(f"{out}: already exists; pass `force` to replace it", exit_code=4)
+    probabilities = student.probabilities(data.features)
+    labels = probabilities.argmax(axis=1)
+    if out is not None:
+        write_predictions(out, labels, probabilities, attrs["class_names"])
+    accuracy = None if data.labels is None else float((labels == data.labels).mean())
+    return PredictionResult(
+        student=student_path,
+        input=input_path,
+        out=out,
+        class_names=tuple(attrs["class_names"]),
+        labels=labels,
+        probabilities=probabilities,
+        accuracy=accuracy,
+    )

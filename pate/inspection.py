@@ -4,6 +4,9 @@ A *workspace* (private) has the ledger: the report is recomputed from it, includ
 data-dependent epsilon (private-internal) and the vote margins. A *release* (public) has only
 ``privacy.json``; it never holds raw votes, so its view has no margins and no data-dependent epsilon
 unless one was released with smooth sensitivity.
+
+:func:`inspect` is ``pate inspect`` as one call: the report, and on request its plot. Errors name the
+argument they are about in backquotes, as `plot`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 
 from pate.distill.workspace import VOTES_FILE
 from pate.errors import PateError
-from pate.io import array_fingerprint, check_fits_in_memory, open_h5
+from pate.io import array_fingerprint, atomic_file, check_fits_in_memory, open_h5, refuse_overlap
 from pate.labeling import (
     LEDGER_FILE,
     BudgetConfig,
@@ -40,6 +43,13 @@ class Inspection:
     header: RunHeader | None = None  # the ledger's header (a workspace)
     votes_path: Path | None = None  # the workspace's votes file; read only by :func:`load_votes`
 
+    def summary(self) -> dict:
+        """The report in plain values, with ``kind`` (the command's ``--json`` report)."""
+        summary = {key: value for key, value in self.report.items() if key != "statement"}
+        summary["kind"] = self.kind
+        summary["statement"] = self.report["statement"]
+        return summary
+
 
 # What ``pate inspect`` shows of a release's privacy.json: key -> expected JSON type(s).
 RELEASE_KEYS = {
@@ -59,6 +69,19 @@ RELEASE_KEYS = {
     "statement": str,
 }
 _TYPE_NAMES = {str: "a string", dict: "a JSON object", int: "an integer", bool: "true or false"}
+
+
+def inspect(path: str | os.PathLike, *, plot: str | os.PathLike | None = None) -> Inspection:
+    """The budget spent by the workspace or release at ``path`` (:func:`inspect_path`) and, with
+    ``plot``, its plot written there as a PNG (:func:`plot_inspection`, atomically). A workspace's plot
+    shows vote margins, which depend on the private data: it is written with mode 0600. Refuses a
+    ``plot`` that is, holds or lies inside ``path`` before anything is read."""
+    refuse_overlap(inputs={"`path`": path}, outputs={"`plot`": plot})
+    inspection = inspect_path(path)
+    if plot:
+        with atomic_file(Path(plot), private=inspection.kind == "workspace") as tmp:
+            plot_inspection(inspection, tmp)
+    return inspection
 
 
 def inspect_path(path: str | os.PathLike) -> Inspection:
@@ -154,13 +177,13 @@ def load_votes(inspection: Inspection) -> np.ndarray | None:
         if not isinstance(dataset, h5py.Dataset):
             raise PateError(
                 f"{path}: missing dataset 'votes', expected the ({rows}, classes) vote counts of "
-                "the ledger's queries (needed for --plot)"
+                "the ledger's queries (needed for `plot`)"
             )
         shape = dataset.shape
         if len(shape) != 2 or shape[0] != rows or shape[1] < 2 or shape[1] != (classes or shape[1]):
             raise PateError(
                 f"{path}: dataset 'votes' has shape {shape}, expected ({rows}, {classes or 'classes'}) "
-                "as the ledger's queries (needed for --plot)"
+                "as the ledger's queries (needed for `plot`)"
             )
         if dataset.dtype.kind not in ("i", "u"):
             raise PateError(f"{path}: dataset 'votes' has dtype {dataset.dtype}, expected integers")
@@ -169,7 +192,7 @@ def load_votes(inspection: Inspection) -> np.ndarray | None:
     if header is not None and array_fingerprint(votes) != header.votes_sha256:
         raise PateError(
             f"{path}: dataset 'votes' does not match the ledger's votes_sha256, expected the votes "
-            "of this workspace's run (needed for --plot)"
+            "of this workspace's run (needed for `plot`)"
         )
     return votes
 

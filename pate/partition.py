@@ -24,11 +24,17 @@ Shards file (``format = "pate-shards"``)::
 
 The features are copied in chunks (``chunk_records``), so the input may be larger than memory; only the
 id and label columns are held whole.
+
+The stage as one call: ``partition(PartitionJob(input=..., out=..., num_teachers=...))`` refuses an
+output that is an input (always) or that exists (unless ``force``), then runs :func:`partition_file`.
+Errors name the field they are about in backquotes, as `num_teachers`; the command maps each field to
+its flag. This module imports no JAX.
 """
 
 from __future__ import annotations
 
 import heapq
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +54,7 @@ from pate.io import (
     open_h5,
     read_dataset_attrs,
     read_ids,
+    refuse_overlap,
     require_format,
     write_ids,
 )
@@ -67,10 +74,55 @@ class PartitionConfig:
     chunk_records: int = 65536
 
     def __post_init__(self) -> None:
-        if self.num_teachers < 1:
-            raise PateError(f"Expected teachers={self.num_teachers} >= 1.")
-        if self.chunk_records < 1:
-            raise PateError(f"Expected chunk_records={self.chunk_records} >= 1.")
+        _check_integer("num_teachers", self.num_teachers, 1)
+        _check_integer("seed", self.seed, 0)
+        _check_integer("chunk_records", self.chunk_records, 1)
+        if not isinstance(self.individual_column, str) or not self.individual_column:
+            raise PateError(
+                f"`individual_column`: {self.individual_column!r}, expected a dataset name"
+            )
+
+
+def _check_integer(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise PateError(f"`{name}`: {value!r}, expected an integer >= {minimum}")
+    if value < minimum:
+        raise PateError(f"`{name}`: {value}, expected >= {minimum}")
+
+
+@dataclass(frozen=True)
+class PartitionJob:
+    """One run of the partition stage (:func:`partition`); defaults as :class:`PartitionConfig`'s.
+
+    ``input``: the private ``pate-dataset`` file; ``out``: the ``pate-shards`` file to write (private),
+    refused if it exists unless ``force``, and always if it is the input (or a link to it).
+    """
+
+    input: Path
+    out: Path
+    num_teachers: int
+    seed: int = PartitionConfig.seed
+    individual_column: str = PartitionConfig.individual_column
+    chunk_records: int = PartitionConfig.chunk_records
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("input", "out"):
+            value = getattr(self, name)
+            if not isinstance(value, (str, os.PathLike)) or not str(value):
+                raise PateError(f"`{name}`: {value!r}, expected a path")
+            object.__setattr__(self, name, Path(value))
+        _ = self.config  # validates num_teachers, seed, individual_column and chunk_records
+
+    @property
+    def config(self) -> PartitionConfig:
+        """How to partition, without the paths."""
+        return PartitionConfig(
+            num_teachers=self.num_teachers,
+            seed=self.seed,
+            individual_column=self.individual_column,
+            chunk_records=self.chunk_records,
+        )
 
 
 @dataclass(frozen=True)
@@ -107,6 +159,10 @@ class PartitionSummary:
         """max/min shard size (1.0 is perfect balance)."""
         return self.max_shard / self.min_shard
 
+    def summary(self) -> dict:
+        """The run in plain values (the command's ``--json`` report)."""
+        return self.to_dict()
+
     def to_dict(self) -> dict:
         return {
             "shards_file": self.path,
@@ -134,7 +190,7 @@ def assign_shards(
     if len(individuals) < num_teachers:
         raise PateError(
             f"{source}: {len(individuals)} individuals for {num_teachers} teachers, expected at least one "
-            "individual per teacher; use fewer --teachers"
+            "individual per teacher; use fewer teachers (`num_teachers`)"
         )
     tiebreak = np.random.default_rng(seed).permutation(len(individuals))
     order = np.lexsort((tiebreak, -counts))
@@ -174,6 +230,18 @@ def verify_assignment(ids: np.ndarray, assignment: Assignment, *, source: str = 
     sizes = np.bincount(record_shard, minlength=num_shards)
     if not np.array_equal(sizes, assignment.shard_sizes) or (sizes == 0).any():
         raise PateError(f"{source}: shard sizes are inconsistent or a shard is empty")
+
+
+def partition(job: PartitionJob) -> PartitionSummary:
+    """Partition ``job.input`` into ``job.out``: refuse an output that is the input (``force`` or
+    not) or that exists (without ``force``: exit code 4), then :func:`partition_file`."""
+    refuse_overlap(inputs={"`input`": job.input}, outputs={"`out`": job.out})
+    if job.out.exists() and not job.force:
+        raise PateError(
+            f"{job.out}: already exists and holds another run; pass `force` to replace it",
+            exit_code=4,
+        )
+    return partition_file(job.input, job.out, job.config)
 
 
 def partition_file(

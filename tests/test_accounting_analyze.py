@@ -11,6 +11,7 @@ from pate.accounting import (
     DEFAULT_ORDERS,
     PAPER_ORDERS,
     analyze,
+    analyze_file,
     epsilon_from_rdp,
     logpr_answered,
     logq_gnmax,
@@ -269,3 +270,55 @@ def test_fractional_votes_round_half_to_even():
         expected = norm.logsf(210 - rounded, scale=30)
         assert logpr_answered(votes, 210, 30)[0] == pytest.approx(expected, rel=1e-14)
         assert round(top) == rounded
+
+
+def test_analyze_file_reads_votes_answered_and_baseline(tmp_path):
+    np.save(tmp_path / "votes.npy", VOTES)
+    answered = np.arange(len(VOTES)) % 2
+    np.save(tmp_path / "answered.npy", answered)
+    np.save(tmp_path / "baseline.npy", np.zeros_like(VOTES))
+    options = {"threshold": 200, "sigma1": 150, "sigma2": 40, "delta": [1e-5, 1e-8]}
+    from_file = analyze_file(
+        tmp_path / "votes.npy",
+        mechanism="confident-gnmax",
+        answered=tmp_path / "answered.npy",
+        baseline=tmp_path / "baseline.npy",
+        **options,
+    )
+    direct = analyze(
+        VOTES,
+        mechanism="confident-gnmax",
+        answered=answered,
+        baseline=np.zeros_like(VOTES),
+        **options,
+    )
+    assert json.dumps(from_file.to_dict()) == json.dumps(direct.to_dict())
+    assert analyze_file(tmp_path / "votes.npy", sigma=40).mechanism == "gnmax"
+    with pytest.raises(PateError, match=f"{tmp_path / 'votes.npy'}: row 0 sums to"):
+        analyze_file(tmp_path / "votes.npy", sigma=40, teachers=3)
+
+
+def test_bounds_and_notes():
+    report = analyze(VOTES, mechanism="confident-gnmax", threshold=200, sigma1=150, sigma2=40,
+                     delta=[1e-5, 1e-8], answered=np.array([1, 0, 1, 0, 1]))  # fmt: skip
+    labels = [label for label, _, _ in report.bounds()]
+    assert labels == [
+        label
+        for label in (
+            "data-independent",
+            "data-independent, all answered",
+            "data-dependent",
+            "realised data-independent",
+            "realised data-dependent",
+        )
+        for _ in range(2)
+    ]
+    assert [delta for _, delta, _ in report.bounds()][:2] == [1e-5, 1e-8]
+    assert report.bounds()[4][2] == report.data_dependent[0]
+    notes = report.notes()
+    assert notes[0].startswith("Expected answered: ") and notes[1].startswith("Realised: ")
+    assert "through `smooth_sensitivity`" in notes[-1]
+    released = analyze(VOTES, mechanism="gnmax", sigma=40, smooth_sensitivity=True).notes()
+    assert len(released) == 1 and "Smooth-sensitivity release at delta=1e-05" in released[0]
+    lnmax = analyze(VOTES, mechanism="lnmax", scale=20).notes()
+    assert lnmax[0].startswith("PATE 2017 moments accountant (gamma=0.05)")

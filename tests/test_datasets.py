@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cli.main import app
-from pate.data import BUILDERS, build_dataset, builder_options
+from pate.data import BUILDERS, build_dataset, builder_options, make_dataset
 from pate.data.adult import CATEGORIES, FEATURE_NAMES, NUMERICAL, build_adult, parse_adult
 from pate.data.fashion_mnist import build_fashion_mnist, fashion_mnist_available
 from pate.data.files import SourceFile, package_folder, read_idx, verify_file
@@ -622,10 +622,10 @@ def test_encode_labels_string_and_integer():
 
 def test_build_dataset_refuses_foreign_options(tmp_path):
     with pytest.raises(
-        PateError, match=r"--input: not used by dataset 'mnist', expected only --source-dir"
+        PateError, match=r"`input`: not used by dataset 'mnist', expected only `source_dir`"
     ):
         build_dataset("mnist", tmp_path, input="x.csv")
-    with pytest.raises(PateError, match=r"--label-column: missing, expected it for dataset 'csv'"):
+    with pytest.raises(PateError, match=r"`label_column`: missing, expected it for dataset 'csv'"):
         build_dataset("csv", tmp_path, input="x.csv")
     with pytest.raises(PateError, match=r"dataset: 'svhn' is unknown"):
         build_dataset("svhn", tmp_path)
@@ -686,3 +686,31 @@ def test_cli_adas_still_seeded(tmp_path):
         read_split(tmp_path / "b", "private")[0],
     )
     assert np.array_equal(first.features, second.features)
+
+
+def test_make_dataset_writes_the_folder_and_says_what_it_holds(tmp_path):
+    written = make_dataset("adas", tmp_path / "adas", vehicles=4, seed=1)
+    assert list(written) == ["private", "public", "test"]
+    for split, info in written.items():
+        assert info.path == str(tmp_path / "adas" / f"{split}.h5")
+        data = read_dataset(info.path)
+        assert info.records == len(data) > 0
+        assert info.individuals == len(np.unique(data.individual_id))
+        assert info.to_dict() == {
+            "path": info.path,
+            "records": info.records,
+            "individuals": info.individuals,
+        }
+    with pytest.raises(PateError, match="already exists") as raised:
+        make_dataset("adas", tmp_path / "adas", vehicles=4, seed=2)
+    assert raised.value.exit_code == 4
+    assert make_dataset("adas", tmp_path / "adas", vehicles=4, seed=1, force=True) == written
+
+
+def test_make_dataset_never_replaces_the_folder_of_its_input(tmp_path):
+    (tmp_path / "t.csv").write_text("x,y\n1,0\n2,1\n")
+    with pytest.raises(PateError, match="`out` contains `input`"):
+        make_dataset("csv", tmp_path, force=True, input=tmp_path / "t.csv", label_column="y")
+    with pytest.raises(PateError, match="`out` is the same path as `source_dir`"):
+        make_dataset("mnist", tmp_path, force=True, source_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]

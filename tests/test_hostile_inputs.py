@@ -427,6 +427,22 @@ def test_inspect_with_damaged_votes_shows_the_table_and_refuses_the_plot(
     assert_empty(tmp_path / "out")
 
 
+def test_inspect_as_one_call(workspace, tmp_path):
+    from pate.inspection import inspect
+
+    inspection = inspect(workspace, plot=tmp_path / "plot.png")
+    assert inspection.kind == "workspace" and inspection.report["queries_seen"] == len(VOTES)
+    summary = inspection.summary()
+    assert list(summary)[-2:] == ["kind", "statement"] and summary["kind"] == "workspace"
+    assert oct(os.stat(tmp_path / "plot.png").st_mode & 0o777) == "0o600"
+    with pytest.raises(PateError, match="`plot` lies inside `path`"):
+        inspect(workspace, plot=workspace / "plot.png")
+    _no_votes_dataset(workspace / "votes.h5")
+    with pytest.raises(PateError, match=r"missing dataset 'votes'.*needed for `plot`"):
+        inspect(workspace, plot=tmp_path / "other.png")
+    assert not (tmp_path / "other.png").exists()
+
+
 def test_workspace_plot_is_private_and_works_with_one_query(tmp_path):
     workspace = make_workspace(tmp_path / "ws", np.array([[3, 1]], np.int64))
     result = invoke("inspect", workspace, "--plot", tmp_path / "plot.png")

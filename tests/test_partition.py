@@ -1,16 +1,34 @@
-"""Partition invariants (property tests) and the partition command's error paths."""
+"""Partition invariants (property tests), the stage as one call, and the partition command's error
+paths."""
 
 from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cli.main import app
 from pate.errors import PateError
 from pate.io import Dataset, read_dataset, write_dataset
-from pate.partition import PartitionConfig, assign_shards, partition_file, verify_shards_file
+from pate.partition import (
+    PartitionConfig,
+    PartitionJob,
+    assign_shards,
+    partition,
+    partition_file,
+    verify_shards_file,
+)
 
 
 @st.composite
@@ -148,3 +166,140 @@ def test_unit_of_privacy_travels_to_the_shards(tmp_path):
     partition_file(tmp_path / "plain.h5", tmp_path / "t.h5", PartitionConfig(num_teachers=3))
     with h5py.File(tmp_path / "t.h5") as handle:
         assert handle.attrs["unit_of_privacy"] == "individual"
+
+
+# ----------------------------------------------------------------------------------------------------
+# The stage as one call: partition(PartitionJob(...))
+
+
+def _fleet(path, individuals=20, seed=3):
+    rng = np.random.default_rng(seed)
+    ids = np.repeat(np.arange(individuals), rng.integers(1, 8, individuals))
+    features = rng.normal(size=(len(ids), 3)).astype(np.float32)
+    _write(path, features, rng.integers(0, 3, len(ids)), ids)
+    return path
+
+
+def _contents(path) -> dict:
+    with h5py.File(path) as handle:
+        arrays = {}
+        handle.visititems(
+            lambda name, obj: (
+                arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
+        return {"attrs": dict(handle.attrs), **arrays}
+
+
+def test_partition_job_writes_what_the_command_writes(tmp_path):
+    private = _fleet(tmp_path / "private.h5")
+    job = PartitionJob(input=private, out=tmp_path / "lib.h5", num_teachers=4, seed=7)
+    summary = partition(job)
+    args = ["partition", private, "--teachers", 4, "--seed", 7, "--out", tmp_path / "cli.h5"]
+    result = CliRunner().invoke(app, [*map(str, args), "--json"])
+    assert result.exit_code == 0, result.output
+    library, command = _contents(tmp_path / "lib.h5"), _contents(tmp_path / "cli.h5")
+    assert library.keys() == command.keys()
+    for name in library:
+        if name == "attrs":
+            assert {k: str(v) for k, v in library[name].items()} == {
+                k: str(v) for k, v in command[name].items()
+            }
+        else:
+            np.testing.assert_array_equal(library[name], command[name])
+    assert json.loads(result.output) == {
+        **summary.summary(),
+        "shards_file": str(tmp_path / "cli.h5"),
+    }
+    assert summary.path == str(tmp_path / "lib.h5") and summary.num_shards == 4
+
+
+def test_partition_job_defaults_are_the_configs():
+    job = PartitionJob(input="in.h5", out="out.h5", num_teachers=3)
+    assert isinstance(job.input, Path) and isinstance(job.out, Path)
+    assert job.config == PartitionConfig(num_teachers=3)
+    assert not job.force
+    command = importlib.import_module("cli.partition").command
+    defaults = {param.name: param.default for param in command.params}
+    for name in ("seed", "individual_column", "force"):
+        assert defaults[name] == getattr(job, name)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"num_teachers": 0}, "`num_teachers`: 0, expected >= 1"),
+        ({"num_teachers": 2.5}, "`num_teachers`: 2.5, expected an integer"),
+        ({"num_teachers": True}, "`num_teachers`: True, expected an integer"),
+        ({"seed": -1}, "`seed`: -1, expected >= 0"),
+        ({"chunk_records": 0}, "`chunk_records`: 0, expected >= 1"),
+        ({"individual_column": ""}, "`individual_column`: '', expected a dataset name"),
+        ({"out": ""}, "`out`: '', expected a path"),
+        ({"input": None}, "`input`: None, expected a path"),
+    ],
+)
+def test_partition_job_refuses_bad_fields(change, message):
+    fields = {"input": "in.h5", "out": "out.h5", "num_teachers": 3, **change}
+    with pytest.raises(PateError, match=re.escape(message)):
+        PartitionJob(**fields)
+
+
+def test_partition_accepts_numpy_integers(tmp_path):
+    job = PartitionJob(_fleet(tmp_path / "in.h5"), tmp_path / "s.h5", num_teachers=np.int64(3))
+    assert partition(job).num_shards == 3
+
+
+def test_partition_refuses_its_input_as_output_even_with_force(tmp_path):
+    private = _fleet(tmp_path / "private.h5")
+    before = private.read_bytes()
+    with pytest.raises(PateError, match="`out` is the same path as `input`") as raised:
+        partition(PartitionJob(private, private, num_teachers=2, force=True))
+    assert raised.value.exit_code == 2
+    (tmp_path / "link.h5").symlink_to(private)
+    with pytest.raises(PateError, match="`out` is the same path as `input`"):
+        partition(PartitionJob(private, tmp_path / "link.h5", num_teachers=2, force=True))
+    assert private.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.h5", "private.h5"]
+
+
+def test_partition_refuses_an_existing_output_without_force(tmp_path):
+    private, out = _fleet(tmp_path / "private.h5"), tmp_path / "shards.h5"
+    out.write_bytes(b"another run")
+    with pytest.raises(PateError, match="already exists.*pass `force`") as raised:
+        partition(PartitionJob(private, out, num_teachers=2))
+    assert raised.value.exit_code == 4 and out.read_bytes() == b"another run"
+    result = CliRunner().invoke(
+        app, ["partition", str(private), "--teachers", "2", "--out", str(out)]
+    )
+    assert result.exit_code == 4 and "pass --force to replace it" in result.output
+    partition(PartitionJob(private, out, num_teachers=2, force=True))
+    verify_shards_file(out)
+
+
+def test_the_command_says_fields_as_flags(tmp_path):
+    private = _fleet(tmp_path / "private.h5", individuals=3)
+    for args, message in [
+        (["--teachers", "5"], "3 individuals for 5 teachers, expected at least one individual per "
+         "teacher; use fewer teachers (--teachers)"),
+        (["--teachers", "2", "--seed", "-1"], "error: --seed: -1, expected >= 0"),
+        (["--teachers", "2", "--individual-column", ""], "error: --individual-column: ''"),
+    ]:  # fmt: skip
+        result = CliRunner().invoke(
+            app, ["partition", str(private), "--out", str(tmp_path / "s.h5"), *args]
+        )
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["private.h5"]
+
+
+def test_partition_is_importable_from_pate_without_jax():
+    code = (
+        "import sys, pate, pate.partition, cli.partition, cli.predict, cli.analyze, cli.plan, "
+        "cli.dataset, cli.inspect\n"
+        "from pate import partition, PartitionJob, PartitionSummary\n"
+        "assert callable(partition) and partition is pate.partition, partition\n"
+        "assert PartitionJob.__module__ == 'pate.partition'\n"
+        "assert 'jax' not in sys.modules, 'jax imported'\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env=env)

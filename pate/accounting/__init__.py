@@ -12,11 +12,18 @@ Modules:
 * :mod:`~pate.accounting.conversion`: RDP to (epsilon, delta), classic and improved.
 * :mod:`~pate.accounting.smooth_sensitivity`: the smooth-sensitivity release (PATE 2018, App. B).
 * :mod:`~pate.accounting.moments2017`: the PATE 2017 moments accountant for LNMax.
-* :mod:`~pate.accounting.analysis`: :func:`analyze`, the whole analysis of a vote array.
+* :mod:`~pate.accounting.analysis`: :func:`analyze`, the whole analysis of a vote array;
+  :func:`analyze_file`, of a votes file.
 * :mod:`~pate.accounting.planning`: :func:`plan`, noise from a budget.
 """
 
-from pate.accounting.analysis import MECHANISMS, AnalysisReport, EpsilonAtOrder, analyze
+from pate.accounting.analysis import (
+    MECHANISMS,
+    AnalysisReport,
+    EpsilonAtOrder,
+    analyze,
+    analyze_file,
+)
 from pate.accounting.conversion import (
     CONVERSIONS,
     epsilon_from_rdp,
@@ -39,8 +46,8 @@ from pate.accounting.moments2017 import (
     q_lnmax_2017,
     smoothed_sensitivity_2017,
 )
-from pate.accounting.orders import DEFAULT_ORDERS, PAPER_ORDERS, resolve_orders
-from pate.accounting.planning import PlanResult, plan
+from pate.accounting.orders import DEFAULT_ORDERS, ORDER_LISTS, PAPER_ORDERS, resolve_orders
+from pate.accounting.planning import PLAN_MECHANISMS, PlanResult, plan
 from pate.accounting.rdp import (
     is_data_independent_always_optimal_gnmax,
     is_data_independent_always_optimal_threshold,
@@ -74,7 +81,9 @@ __all__ = [
     "DEFAULT_MOMENTS",
     "DEFAULT_ORDERS",
     "MECHANISMS",
+    "ORDER_LISTS",
     "PAPER_ORDERS",
+    "PLAN_MECHANISMS",
     "AnalysisReport",
     "EpsilonAtOrder",
     "GnmaxSensitivityPaths",
@@ -82,6 +91,7 @@ __all__ = [
     "PlanResult",
     "SmoothSensitivityRelease",
     "analyze",
+    "analyze_file",
     "check_gnss_conditions",
     "discounted_max",
     "epsilon_from_rdp",

@@ -3,11 +3,15 @@
 This is the library behind ``pate analyze``. It takes the (queries x classes) vote histograms of a run
 and the aggregator's parameters and returns, for each delta, the data-independent and data-dependent
 epsilon with their optimal orders, and on request the smooth-sensitivity release of the data-dependent
-epsilon (PATE 2018) or the PATE 2017 moments accountant for LNMax.
+epsilon (PATE 2018) or the PATE 2017 moments accountant for LNMax. :func:`analyze_file` does the same
+from the files ``pate analyze`` reads; :meth:`AnalysisReport.bounds` and :meth:`AnalysisReport.notes`
+give the report's table and its plain-language notes (which name options in backquotes, as
+`smooth_sensitivity`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +35,7 @@ from pate.accounting._numerics import (
     log1mexp,
 )
 from pate.accounting.conversion import check_conversion, epsilon_from_rdp
+from pate.accounting.files import read_array, read_votes
 from pate.accounting.moments2017 import MomentsAnalysis2017, moments_analysis_2017
 from pate.accounting.orders import resolve_orders
 from pate.accounting.smooth_sensitivity import (
@@ -129,6 +134,71 @@ class AnalysisReport:
                 )
         out["warnings"] = list(self.warnings)
         return out
+
+    def bounds(self) -> list[tuple[str, float, EpsilonAtOrder]]:
+        """``(bound, delta, epsilon at order)`` for every bound and delta: the report's table."""
+        rows = [("data-independent", self.data_independent)]
+        if self.data_independent_all_answered is not None:
+            rows.append(("data-independent, all answered", self.data_independent_all_answered))
+        rows.append(("data-dependent", self.data_dependent))
+        if self.realised is not None:
+            rows.append(("realised data-independent", self.realised.data_independent))
+            rows.append(("realised data-dependent", self.realised.data_dependent))
+        return [
+            (label, delta, result)
+            for label, results in rows
+            for delta, result in zip(self.deltas, results, strict=True)
+        ]
+
+    def notes(self) -> list[str]:
+        """What the table does not say, in plain language: expectations, the PATE 2017 accountant,
+        the smooth-sensitivity releases and what may be published (warnings apart)."""
+        notes = []
+        if self.expected_answered is not None:
+            notes.append(
+                f"Expected answered: {self.expected_answered:.2f} of {self.queries}. The first and "
+                "data-dependent rows are expectations over the threshold noise (PATE 2018's "
+                "convention)."
+            )
+            if self.realised is not None:
+                notes.append(
+                    f"Realised: {self.realised.answered} answered; the realised rows are exact."
+                )
+        for analysis in self.moments_2017 or ():
+            notes.append(
+                f"PATE 2017 moments accountant (gamma={analysis.gamma:g}) at "
+                f"delta={analysis.delta:g}: epsilon {analysis.epsilon:.6g} (moment "
+                f"{analysis.moment:g}); data-independent {analysis.data_independent_epsilon:.6g}"
+            )
+            if analysis.smoothed_sensitivity is not None:
+                index = int(analysis.epsilon_per_moment.argmin())
+                notes.append(
+                    f"  smoothed sensitivity (beta={analysis.beta:g}): "
+                    f"{analysis.smoothed_sensitivity[index]:.4g} at that moment"
+                )
+        if self.smooth_sensitivity is not None:
+            for delta, release in zip(self.deltas, self.smooth_sensitivity, strict=True):
+                notes.append(_release_note(delta, release))
+        if self.smooth_sensitivity is None and self.mechanism != "lnmax":
+            notes.append(
+                "The data-dependent epsilon depends on the private votes: publish the "
+                "data-independent one, or the data-dependent one through `smooth_sensitivity`."
+            )
+        return notes
+
+
+def _release_note(delta: float, release: SmoothSensitivityRelease) -> str:
+    if release.sensitivity == 0:
+        return (
+            f"Smooth sensitivity at delta={delta:g}: nothing to add, the data-dependent bound is "
+            f"data-independent at order {release.order:g}."
+        )
+    return (
+        f"Smooth-sensitivity release at delta={delta:g}, order {release.order:g}: "
+        f"beta={release.beta:.4g}, SS={release.sensitivity:.4g}, noise sigma="
+        f"{release.noise_sigma:.4g} (std {release.noise_std:.4g}); epsilon "
+        f"{release.epsilon_before:.6g} -> {release.epsilon_with_release:.6g} with the release"
+    )
 
 
 def _moments_release(analysis: MomentsAnalysis2017) -> dict:
@@ -402,4 +472,27 @@ def analyze(
         data_dependent=data_dependent,
         warnings=tuple(warnings),
         **extras,
+    )
+
+
+def analyze_file(
+    votes: str | os.PathLike,
+    *,
+    mechanism: str = "gnmax",
+    answered: str | os.PathLike | None = None,
+    baseline: str | os.PathLike | None = None,
+    teachers: int | None = None,
+    **options,
+) -> AnalysisReport:
+    """:func:`analyze` of the vote histograms in the file ``votes`` (``.npy``, or HDF5 dataset
+    ``votes``), with ``answered`` and ``baseline`` read from files too (datasets ``answered`` and
+    ``baseline``); ``options`` are :func:`analyze`'s. Errors about the votes name the file."""
+    counts = check_votes(read_votes(votes), name=str(votes), teachers=teachers)
+    return analyze(
+        counts,
+        mechanism=mechanism,
+        teachers=teachers,
+        answered=None if answered is None else read_array(answered, "answered"),
+        baseline=None if baseline is None else read_array(baseline, "baseline"),
+        **options,
     )

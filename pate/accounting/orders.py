@@ -24,6 +24,10 @@ DEFAULT_ORDERS: np.ndarray = np.unique(
 )
 
 
+#: The named order lists (``orders="paper"`` or ``"default"``).
+ORDER_LISTS = ("paper", "default")
+
+
 def resolve_orders(orders: str | np.ndarray | list[float]) -> np.ndarray:
     """Return an order array from ``"paper"``, ``"default"`` or explicit values (all must exceed 1)."""
     if isinstance(orders, str):

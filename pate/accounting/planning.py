@@ -140,7 +140,7 @@ def _widen_until_within(
 def plan(
     *,
     epsilon: float,
-    delta: float,
+    delta: float = 1e-5,
     queries: int,
     teachers: int,
     classes: int,

@@ -2,7 +2,9 @@
 
 ``BUILDERS`` maps a dataset name (the argument of ``pate dataset NAME``) to a function
 ``build(out_dir, **options) -> {"private": Path, "public": Path, "test": Path}``.
-:func:`build_dataset` calls one after checking that it takes every option given.
+:func:`build_dataset` calls one after checking that it takes every option given;
+:func:`make_dataset` is ``pate dataset`` as one call: the output folder written atomically, and what
+it holds. Their errors name options in backquotes, as `source_dir`.
 
 =================  ========================================================================
 ``adas``           synthetic fleet driving log (:mod:`pate.data.adas`)
@@ -16,7 +18,9 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pate.data.adas import AdasConfig, build_adas
@@ -25,6 +29,7 @@ from pate.data.fashion_mnist import build_fashion_mnist
 from pate.data.generic import build_csv, build_h5, build_npz
 from pate.data.mnist import build_mnist
 from pate.errors import PateError
+from pate.io import atomic_dir, read_dataset, refuse_overlap
 
 
 def _build_adas(
@@ -60,17 +65,15 @@ def builder_options(name: str) -> tuple[str, ...]:
 def build_dataset(name: str, out_dir: str | Path, **options) -> dict[str, Path]:
     """Build dataset ``name`` into ``out_dir``, refusing options that this dataset does not use.
 
-    An option's name in an error is its command-line spelling (``source_dir`` -> ``--source-dir``).
+    An option's name in an error is in backquotes (`source_dir`).
     """
     if name not in BUILDERS:
         raise PateError(f"dataset: {name!r} is unknown, expected one of {', '.join(BUILDERS)}")
     accepted = builder_options(name)
     for option in options:
         if option not in accepted:
-            takes = ", ".join(f"--{o.replace('_', '-')}" for o in accepted) or "no options"
-            raise PateError(
-                f"--{option.replace('_', '-')}: not used by dataset {name!r}, expected only {takes}"
-            )
+            takes = ", ".join(f"`{o}`" for o in accepted) or "no options"
+            raise PateError(f"`{option}`: not used by dataset {name!r}, expected only {takes}")
     signature = inspect.signature(BUILDERS[name])
     for parameter in signature.parameters.values():
         if (
@@ -78,10 +81,50 @@ def build_dataset(name: str, out_dir: str | Path, **options) -> dict[str, Path]:
             and parameter.default is inspect.Parameter.empty
             and parameter.name not in options
         ):
-            raise PateError(
-                f"--{parameter.name.replace('_', '-')}: missing, expected it for dataset {name!r}"
-            )
+            raise PateError(f"`{parameter.name}`: missing, expected it for dataset {name!r}")
     return BUILDERS[name](out_dir, **options)
 
 
-__all__ = ["BUILDERS", "AdasConfig", "build_adas", "build_dataset", "builder_options"]
+@dataclass(frozen=True)
+class DatasetSplit:
+    """One file :func:`make_dataset` wrote: its path, records and individuals."""
+
+    path: str
+    records: int
+    individuals: int
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "records": self.records, "individuals": self.individuals}
+
+
+def make_dataset(
+    name: str, out: str | os.PathLike, *, force: bool = False, **options
+) -> dict[str, DatasetSplit]:
+    """Build dataset ``name`` (:func:`build_dataset` with ``options``) into the folder ``out``, all
+    of its files or none, and read each back: ``{"private": ..., "public": ..., "test": ...}``.
+
+    Refuses an ``out`` that is, holds or lies inside an input (``input``, ``source_dir``), ``force``
+    or not, and an existing ``out`` without ``force`` (exit code 4).
+    """
+    inputs = {f"`{key}`": options.get(key) for key in ("input", "source_dir")}
+    refuse_overlap(inputs=inputs, outputs={"`out`": out})
+    with atomic_dir(out, force=force) as tmp:
+        names = {split: path.name for split, path in build_dataset(name, tmp, **options).items()}
+    written = {}
+    for split, filename in names.items():
+        path = os.path.join(os.fspath(out), filename)
+        data = read_dataset(path)
+        individuals = len(set(data.individual_id.tolist()))
+        written[split] = DatasetSplit(path=path, records=len(data), individuals=individuals)
+    return written
+
+
+__all__ = [
+    "BUILDERS",
+    "AdasConfig",
+    "DatasetSplit",
+    "build_adas",
+    "build_dataset",
+    "builder_options",
+    "make_dataset",
+]
