@@ -1,6 +1,6 @@
 """``pate partition``: split private data into one shard per teacher, one individual per shard.
 
-Parse, build a :class:`~pate.partition.PartitionJob`, call :func:`~pate.partition.partition`, render.
+Parse, build a :class:`~pate.partitioning.PartitionJob`, call :func:`~pate.partitioning.partition`, render.
 Each option fills the job field it is named after and takes that field's default from the job; library
 errors name fields, said here as flags.
 """
@@ -13,7 +13,7 @@ import click
 
 from cli import common
 from cli.common import POSITIVE_INT
-from pate.partition import PartitionJob, PartitionSummary, partition
+from pate.partitioning import PartitionJob, PartitionSummary, partition
 
 HELP = {
     "num_teachers": "Number of teachers (shards).",

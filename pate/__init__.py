@@ -3,7 +3,7 @@
 The pipeline, one module per stage:
 
 * :mod:`pate.data`         built-in and imported datasets (HDF5 ``pate-dataset`` files)
-* :mod:`pate.partition`    individual -> shard assignment (one individual, one shard); the stage as
+* :mod:`pate.partitioning` individual -> shard assignment (one individual, one shard); the stage as
   one call: ``partition(PartitionJob(...)) -> PartitionSummary``
 * :mod:`pate.models`       flax modules (MLP for tabular data, CNN for images)
 * :mod:`pate.teachers`     training all teachers as one program over a stacked teacher axis; the stage
@@ -14,7 +14,10 @@ The pipeline, one module per stage:
 * :mod:`pate.accounting`   Renyi-DP bounds of the PATE papers and conversion to (epsilon, delta)
 * :mod:`pate.ledger`       write-ahead privacy ledger
 * :mod:`pate.labeling`     the answering loop: charge, then release
-* :mod:`pate.distill`      label-and-distill as one call: workspace and release folders
+* :mod:`pate.distill`      label-and-distill as one call: workspace and release folders;
+  ``label_and_distill(DistillJob(...)) -> DistillResult``
+* :mod:`pate.records`      the ledger's typed records
+* :mod:`pate.pipeline`     ``pate run PIPELINE.toml``: the stages from one file
 * :mod:`pate.student`      student training on public data and noisy labels
 * :mod:`pate.export`       the student bundle, loading and prediction:
   ``predict(student, input, out=...) -> PredictionResult``
@@ -26,22 +29,29 @@ The pipeline, one module per stage:
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 
 __version__ = "0.1.0"
 
-#: Stage calls importable from ``pate``, loaded on first use (``import pate`` stays free of JAX).
+#: Stage calls and jobs importable from ``pate``, loaded on first use (``import pate`` stays free of
+#: JAX): ``from pate import partition, PartitionJob, train_teachers, TeachersJob, ...``.
 _STAGES = {
-    "PartitionJob": "pate.partition",
-    "PartitionSummary": "pate.partition",
-    "partition": "pate.partition",
+    "PartitionJob": "pate.partitioning",
+    "PartitionSummary": "pate.partitioning",
+    "partition": "pate.partitioning",
     "TeachersJob": "pate.teachers",
     "TeachersResult": "pate.teachers",
     "train_teachers": "pate.teachers",
+    "DistillJob": "pate.distill",
+    "DistillResult": "pate.distill",
+    "label_and_distill": "pate.distill",
     "PredictionResult": "pate.export",
     "predict": "pate.export",
+    "Pipeline": "pate.pipeline",
+    "load_pipeline": "pate.pipeline",
+    "run_pipeline": "pate.pipeline",
 }
+
+__all__ = sorted(_STAGES)
 
 
 def __getattr__(name: str):
@@ -50,17 +60,5 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(_STAGES[name]), name)
 
 
-class _Package(types.ModuleType):
-    """``pate`` itself. Importing a submodule sets it as an attribute of its package; for
-    :mod:`pate.partition` that would hide the stage call of the same name, so that attribute is not
-    set and ``pate.partition`` stays the function. ``from pate.partition import ...`` and
-    ``importlib.import_module("pate.partition")`` still give the module (they read ``sys.modules``);
-    ``import pate.partition as name`` gives the function."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in _STAGES and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_STAGES})

@@ -61,7 +61,7 @@ PATH_FIELDS = {
 def _job_classes(stage: str) -> tuple[type, dict[str, type]]:
     """The stage's job class and its nested config fields (field name -> config class)."""
     if stage == "partition":
-        from pate.partition import PartitionJob
+        from pate.partitioning import PartitionJob
 
         return PartitionJob, {}
     if stage == "train_teachers":
@@ -280,7 +280,7 @@ def run_stage(stage: str, job: Any) -> Any:
         Path(job["out"]).mkdir(parents=True, exist_ok=True)
         return build_dataset(job["name"], job["out"], **job["options"])
     if stage == "partition":
-        from pate.partition import partition
+        from pate.partitioning import partition
 
         return partition(job)
     if stage == "train_teachers":

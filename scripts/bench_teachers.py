@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def prepare(work: Path, quick: bool) -> dict:
-    from pate.partition import PartitionConfig, partition_file
+    from pate.partitioning import PartitionConfig, partition_file
 
     work.mkdir(parents=True, exist_ok=True)
     info: dict = {}

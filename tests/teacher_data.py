@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 
 from pate.io import Dataset, write_dataset
-from pate.partition import SHARDS_FORMAT
+from pate.partitioning import SHARDS_FORMAT
 
 
 def make_records(rng: np.random.Generator, count: int, shape: tuple[int, ...], num_classes: int):

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from cli.main import app
 from pate.errors import PateError
 from pate.io import Dataset, read_dataset, write_dataset
-from pate.partition import (
+from pate.partitioning import (
     PartitionConfig,
     PartitionJob,
     assign_shards,
@@ -293,11 +293,11 @@ def test_the_command_says_fields_as_flags(tmp_path):
 
 def test_partition_is_importable_from_pate_without_jax():
     code = (
-        "import sys, pate, pate.partition, cli.partition, cli.predict, cli.analyze, cli.plan, "
+        "import sys, pate, pate.partitioning, cli.partition, cli.predict, cli.analyze, cli.plan, "
         "cli.dataset, cli.inspect\n"
         "from pate import partition, PartitionJob, PartitionSummary\n"
-        "assert callable(partition) and partition is pate.partition, partition\n"
-        "assert PartitionJob.__module__ == 'pate.partition'\n"
+        "assert callable(partition) and partition is pate.partitioning.partition, partition\n"
+        "assert PartitionJob.__module__ == 'pate.partitioning'\n"
         "assert 'jax' not in sys.modules, 'jax imported'\n"
     )
     root = Path(__file__).resolve().parents[1]

@@ -1,8 +1,8 @@
-"""Reading a ``pate-shards`` file (:mod:`pate.partition` writes it) chunk by chunk.
+"""Reading a ``pate-shards`` file (:mod:`pate.partitioning` writes it) chunk by chunk.
 
 :func:`open_shards` checks the layout and re-verifies, from the records themselves, that every
 individual's records sit in one shard: the sensitivity every PATE bound assumes (design rule 1;
-:mod:`pate.partition` checks it against its assignment before the file is renamed into place, this
+:mod:`pate.partitioning` checks it against its assignment before the file is renamed into place, this
 check holds for whatever file is read). Records are read only when a chunk asks for them
 (:meth:`ShardsFile.read`), so memory is bounded by the chunk, not by the dataset.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from pate.errors import PateError
 from pate.io import decode_ids, file_fingerprint, open_h5, require_format
 from pate.models import Preprocessing
-from pate.partition import SHARDS_FORMAT
+from pate.partitioning import SHARDS_FORMAT
 
 
 @dataclass(frozen=True)
