@@ -13,13 +13,17 @@ import click
 
 from cli import common
 from cli.common import POSITIVE_INT
-from pate.partitioning import PartitionJob, PartitionSummary, partition
+from pate.partitioning import METHODS, PartitionJob, PartitionSummary, partition
 
 HELP = {
     "num_teachers": "Number of teachers (shards).",
     "out": "Shards file to write (private).",
     "individual_column": "Dataset holding who each record belongs to.",
-    "seed": "Seed of the tie-breaking.",
+    "seed": "Seed of the keyed hash (hash) or of the tie-breaking (lpt).",
+    "method": "hash: an individual's shard depends on its own id only, so adding or removing one "
+    "individual changes one shard (the per-individual guarantee); lpt: shards balanced by record "
+    "count, but an individual's placement depends on the others' counts, so the guarantee then "
+    "covers only changes that keep the number of an individual's records.",
     "force": "Replace an existing shards file.",
     "as_json": "Print the summary as JSON.",
 }
@@ -33,6 +37,7 @@ option = partial(common.field_option, HELP)
 @option("--out", required=True, type=click.Path(dir_okay=False))
 @option("--individual-column", field_of=JOB)
 @option("--seed", field_of=JOB, type=int)
+@option("--method", field_of=JOB, type=click.Choice(METHODS))
 @option("--force", field_of=JOB, is_flag=True)
 @option("--json", "as_json", is_flag=True)
 def command(**options) -> None:

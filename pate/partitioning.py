@@ -6,9 +6,19 @@ any query from one class to another. Every PATE bound assumes this sensitivity. 
 therefore assigns *individuals* (not records) to shards, verifies the assignment before anything is
 written, and re-verifies the written file before it is renamed into place.
 
-Balancing: individuals are placed greedily, largest first, on the currently lightest shard (longest
-processing time first, LPT). LPT's worst case is within 4/3 of the optimal makespan (Graham 1969); ties
-among equally large individuals are broken by a seeded permutation.
+Methods (``method``):
+
+* ``hash`` (default): an individual's shard is a keyed hash of its id alone (SHA-256 of the seed and the
+  id, modulo the number of teachers). So adding or removing one individual leaves every other
+  individual where it was: the neighbouring datasets of the add/remove relation differ in one shard.
+  Shards are balanced by individuals in expectation, not by records.
+* ``lpt``: individuals are placed greedily, largest first, on the currently lightest shard (longest
+  processing time first; within 4/3 of the optimal makespan, Graham 1969); ties are broken by a seeded
+  permutation. The record counts balance tightly, but the placement of each individual depends on every
+  other individual's record count: adding or removing one individual can move others to other shards,
+  so one individual can change many teachers. The guarantee then covers only a change of one
+  individual's records that keeps their number; the shards file says so in ``unit_of_privacy``
+  (``individual-records`` / ``record-values``), and the privacy statement repeats it.
 
 Shards file (``format = "pate-shards"``)::
 
@@ -33,6 +43,7 @@ its flag. This module imports no JAX.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import numbers
 import os
@@ -61,7 +72,10 @@ from pate.io import (
 
 SHARDS_FORMAT = "pate-shards"
 SHARDS_VERSION = 1
-METHOD = "greedy-lpt"
+METHODS = ("hash", "lpt")
+METHOD_NAMES = {"hash": "keyed-hash", "lpt": "greedy-lpt"}  # as the shards file records them
+# The unit of privacy a partition method supports, per unit the dataset declares.
+_LPT_UNITS = {"individual": "individual-records", "record": "record-values"}
 
 
 @dataclass(frozen=True)
@@ -72,8 +86,11 @@ class PartitionConfig:
     seed: int = 0
     individual_column: str = "individual_id"
     chunk_records: int = 65536
+    method: str = "hash"
 
     def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise PateError(f"`method`: {self.method!r}, expected one of {', '.join(METHODS)}")
         _check_integer("num_teachers", self.num_teachers, 1)
         _check_integer("seed", self.seed, 0)
         _check_integer("chunk_records", self.chunk_records, 1)
@@ -104,6 +121,7 @@ class PartitionJob:
     seed: int = PartitionConfig.seed
     individual_column: str = PartitionConfig.individual_column
     chunk_records: int = PartitionConfig.chunk_records
+    method: str = PartitionConfig.method
     force: bool = False
 
     def __post_init__(self) -> None:
@@ -122,6 +140,7 @@ class PartitionJob:
             seed=self.seed,
             individual_column=self.individual_column,
             chunk_records=self.chunk_records,
+            method=self.method,
         )
 
 
@@ -179,12 +198,17 @@ class PartitionSummary:
 
 
 def assign_shards(
-    ids: np.ndarray, num_teachers: int, *, seed: int = 0, source: str = "input"
+    ids: np.ndarray,
+    num_teachers: int,
+    *,
+    seed: int = 0,
+    source: str = "input",
+    method: str = "hash",
 ) -> Assignment:
-    """Assign each individual to one of ``num_teachers`` shards, balancing record counts (LPT).
+    """Assign each individual to one of ``num_teachers`` shards (see the module docstring's methods).
 
-    Refuses when there are fewer individuals than teachers (a teacher would get no data, or one
-    individual would have to be split).
+    Refuses when there are fewer individuals than teachers, or when a shard gets no individual (a
+    teacher would get no data; an individual is never split).
     """
     individuals, inverse, counts = np.unique(ids, return_inverse=True, return_counts=True)
     if len(individuals) < num_teachers:
@@ -192,14 +216,19 @@ def assign_shards(
             f"{source}: {len(individuals)} individuals for {num_teachers} teachers, expected at least one "
             "individual per teacher; use fewer teachers (`num_teachers`)"
         )
-    tiebreak = np.random.default_rng(seed).permutation(len(individuals))
-    order = np.lexsort((tiebreak, -counts))
-    heap = [(0, shard) for shard in range(num_teachers)]
-    individual_shard = np.empty(len(individuals), dtype=np.int64)
-    for index in order:
-        load, shard = heapq.heappop(heap)
-        individual_shard[index] = shard
-        heapq.heappush(heap, (load + int(counts[index]), shard))
+    if method == "hash":
+        individual_shard = hash_shards(individuals, num_teachers, seed)
+        empty = np.flatnonzero(np.bincount(individual_shard, minlength=num_teachers) == 0)
+        if len(empty):
+            raise PateError(
+                f"{source}: {len(empty)} of {num_teachers} shards get no individual by the keyed hash "
+                f"of {len(individuals)} individuals, expected every shard to get one; use fewer "
+                "teachers (`num_teachers`)"
+            )
+    elif method == "lpt":
+        individual_shard = _lpt_shards(counts, num_teachers, seed)
+    else:
+        raise PateError(f"`method`: {method!r}, expected one of {', '.join(METHODS)}")
     record_shard = individual_shard[inverse.reshape(-1)]
     assignment = Assignment(
         individuals=individuals,
@@ -210,6 +239,35 @@ def assign_shards(
     )
     verify_assignment(ids, assignment, source=source)
     return assignment
+
+
+def hash_shards(individuals: np.ndarray, num_teachers: int, seed: int) -> np.ndarray:
+    """Each individual's shard from its id and the seed alone: ``SHA-256("seed:id") mod T``.
+
+    A function of the one individual, so adding or removing another individual moves nobody.
+
+    >>> both = hash_shards(np.array([7, 9]), 4, seed=0)
+    >>> bool(both[1] == hash_shards(np.array([9]), 4, seed=0)[0])  # 7's presence does not move 9
+    True
+    """
+    shards = np.empty(len(individuals), dtype=np.int64)
+    num_teachers, seed = int(num_teachers), int(seed)
+    for index, individual in enumerate(individuals.tolist()):
+        digest = hashlib.sha256(f"{seed}:{individual}".encode()).digest()
+        shards[index] = int.from_bytes(digest[:8], "big") % num_teachers
+    return shards
+
+
+def _lpt_shards(counts: np.ndarray, num_teachers: int, seed: int) -> np.ndarray:
+    tiebreak = np.random.default_rng(seed).permutation(len(counts))
+    order = np.lexsort((tiebreak, -counts))
+    heap = [(0, shard) for shard in range(num_teachers)]
+    individual_shard = np.empty(len(counts), dtype=np.int64)
+    for index in order:
+        load, shard = heapq.heappop(heap)
+        individual_shard[index] = shard
+        heapq.heappush(heap, (load + int(counts[index]), shard))
+    return individual_shard
 
 
 def verify_assignment(ids: np.ndarray, assignment: Assignment, *, source: str = "input") -> None:
@@ -262,7 +320,11 @@ def partition_file(
         ids = read_ids(source, input_path, config.individual_column)
         features_in = source["features"]
         assignment = assign_shards(
-            ids, config.num_teachers, seed=config.seed, source=str(input_path)
+            ids,
+            config.num_teachers,
+            seed=config.seed,
+            source=str(input_path),
+            method=config.method,
         )
 
         offsets = np.concatenate([[0], np.cumsum(assignment.shard_sizes)])
@@ -281,7 +343,7 @@ def partition_file(
                         "num_teachers": config.num_teachers,
                         "num_classes": attrs["num_classes"],
                         "seed": config.seed,
-                        "method": METHOD,
+                        "method": METHOD_NAMES[config.method],
                         "source": str(input_path),
                         "source_sha256": file_fingerprint(input_path),
                         "individual_column": config.individual_column,
@@ -289,9 +351,10 @@ def partition_file(
                     }
                 )
                 # Whose privacy the guarantee protects: an individual (default) or a record.
-                out.attrs["unit_of_privacy"] = str(
-                    source.attrs.get("unit_of_privacy", "individual")
-                )
+                unit = str(source.attrs.get("unit_of_privacy", "individual"))
+                if config.method == "lpt":  # see the module docstring: not add/remove-stable
+                    unit = _LPT_UNITS.get(unit, unit)
+                out.attrs["unit_of_privacy"] = unit
                 if attrs["class_names"]:
                     out.attrs["class_names"] = list(attrs["class_names"])
                 if attrs["feature_names"]:

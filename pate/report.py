@@ -79,14 +79,25 @@ def privacy_report(
     return report
 
 
+# What "neighbouring" means for each unit of privacy the partition can support.
+UNITS = {
+    "individual": "any one individual (all records that share an individual id)",
+    "record": "any one record (each record is its own individual in this dataset)",
+    "individual-records": (
+        "any change to one individual's records that keeps their number (the shards were balanced "
+        "by record count, so adding or removing an individual is not covered)"
+    ),
+    "record-values": (
+        "any change to one record's values (the shards were balanced by record count, so adding or "
+        "removing a record is not covered)"
+    ),
+}
+
+
 def privacy_statement(report: dict) -> str:
     """A plain-language statement of what the release guarantees, and its caveats."""
     unit = report.get("unit_of_privacy", "individual")
-    who = (
-        "any one individual (all records that share an individual id)"
-        if unit == "individual"
-        else "any one record (each record is its own individual in this dataset)"
-    )
+    who = UNITS.get(unit, UNITS["individual"])
     params = ", ".join(f"{k}={v:g}" for k, v in report["parameters"].items())
     lines = [
         f"This release was produced by PATE with {report['num_teachers']} teachers and the "

@@ -45,7 +45,7 @@ def fleets(draw):
 @given(fleets())
 def test_assignment_invariants(fleet):
     ids, teachers, counts = fleet
-    assignment = assign_shards(ids, teachers, seed=1)
+    assignment = assign_shards(ids, teachers, seed=1, method="lpt")
     # Covering: every record has a shard in range.
     assert len(assignment.record_shard) == len(ids)
     assert assignment.record_shard.min() >= 0 and assignment.record_shard.max() < teachers
@@ -57,6 +57,47 @@ def test_assignment_invariants(fleet):
     assert sizes.sum() == len(ids) and (sizes > 0).all()
     # Balance (LPT): the heaviest shard exceeds the lightest by at most the largest individual.
     assert sizes.max() - sizes.min() <= counts.max()
+
+
+@settings(max_examples=150, deadline=None)
+@given(fleets(), st.integers(0, 10**6), st.integers(0, 3))
+def test_hash_assignment_invariants_and_stability(fleet, newcomer, seed):
+    """Adding one individual moves nobody else: the add/remove neighbours differ in one shard."""
+    ids, teachers, _ = fleet
+    try:
+        before = assign_shards(ids, teachers, seed=seed, method="hash")
+    except PateError as exc:  # few individuals: a shard may get nobody, which is refused
+        assert "get no individual" in str(exc)
+        return
+    for individual in np.unique(ids):
+        assert len(np.unique(before.record_shard[ids == individual])) == 1
+    sizes = np.bincount(before.record_shard, minlength=teachers)
+    assert sizes.sum() == len(ids) and (sizes > 0).all()
+    extra = 10**7 + newcomer  # an id not in the fleet
+    after = assign_shards(np.concatenate([ids, [extra, extra]]), teachers, seed=seed)
+    np.testing.assert_array_equal(after.record_shard[: len(ids)], before.record_shard)
+
+
+def test_lpt_moves_others_when_an_individual_is_added_and_says_so(tmp_path):
+    """Why hash is the default: LPT's placements depend on every individual's record count."""
+    ids = np.repeat(np.arange(40), np.arange(1, 41))
+    before = assign_shards(ids, 4, seed=0, method="lpt").record_shard
+    after = assign_shards(np.concatenate([ids, [999] * 25]), 4, seed=0, method="lpt").record_shard
+    assert (after[: len(ids)] != before).any()
+    data = Dataset(
+        features=np.zeros((len(ids), 2), np.float32),
+        labels=ids % 2,
+        individual_id=ids,
+        num_classes=2,
+    )
+    write_dataset(tmp_path / "p.h5", data)
+    partition_file(tmp_path / "p.h5", tmp_path / "lpt.h5", PartitionConfig(4, method="lpt"))
+    partition_file(tmp_path / "p.h5", tmp_path / "hash.h5", PartitionConfig(4))
+    with h5py.File(tmp_path / "lpt.h5") as lpt, h5py.File(tmp_path / "hash.h5") as hashed:
+        assert lpt.attrs["unit_of_privacy"] == "individual-records"
+        assert lpt.attrs["method"] == "greedy-lpt"
+        assert hashed.attrs["unit_of_privacy"] == "individual"
+        assert hashed.attrs["method"] == "keyed-hash"
 
 
 def test_string_ids_and_determinism():
