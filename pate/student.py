@@ -28,27 +28,19 @@ Three methods (``StudentConfig.method``):
   plus ``balance_weight`` times the KL divergence of the batch's mean prediction from the uniform
   distribution (class balance, as in regularised information maximisation, Krause et al. 2010). The
   balance term assumes the public pool's classes are about equally common; it stops the entropy term
-  from folding a class with few released labels into a neighbour (MNIST at epsilon about 1, 140 labels
-  with 10 nines: 95.6% without it, 29 of 90 test nines called 7; 98.4% with it; two other releases
-  of 132 and 156 labels: 98.6% and 98.6% without, 98.7% and 98.4% with).
+  from folding a class with few released labels into a neighbour (measured in BENCHMARKS.md).
   Images are shifted by up to ``shift`` pixels (labeled and unlabeled batches alike). The learning rate
   follows a cosine decay; the released weights are an exponential moving average (``ema_decay``) of the
   trained ones. **Early label filter**: released labels may be wrong (the aggregator's noise, or teachers
   that agree on a wrong class). Networks fit clean structure before they memorise noise, so after
   ``filter_at`` of the steps, the labeled rows that the averaged model contradicts with confidence at
-  least ``label_filter`` get weight zero for the rest of training, at most a tenth of them (on MNIST with
-  361 labels of which 30 wrong, filters at 5-20% of the steps dropped 3 to 11 rows, at most one of them
-  correctly labelled). It uses the same three inputs only.
+  least ``label_filter`` get weight zero for the rest of training, at most a tenth of them. It uses the
+  same three inputs only.
 
-Which one to use was measured (BENCHMARKS.md, ``scripts/compare_students.py`` on the released labels
-of ``scripts/reproduce_pate2018.py``): on MNIST (383 released labels, 9,000 public images, cnn-medium)
-``vat`` reached 0.987 test accuracy against 0.867 for ``supervised``; on UCI Adult (493 labels, 8,140
-public rows, MLP 256-256) ``supervised`` reached 0.842 against 0.820 for ``vat`` (VAT assumes classes
-form clusters in the input space; on tabular data it only made the student smoother around noisy
-labels). ``self-train`` on the adas demo's labels (1,435 GNMax answers, 66% right, 13,817 public rows,
-MLP 64): 0.740-0.746 against 0.715-0.733 for ``supervised`` over three releases; on Adult at epsilon
-about 1 (217-244 labels) within 0.3 points of ``supervised`` either way over ten releases. So
-:func:`resolve_method` picks ``vat`` for images and ``self-train`` for tabular data.
+Which one to use was measured (BENCHMARKS.md, "Which student"; ``scripts/compare_students.py`` on
+released labels): VAT assumes classes form clusters in the input space and wins on digits; on tabular
+data ensemble self-training did best. So :func:`resolve_method` picks ``vat`` for images and
+``self-train`` for tabular data.
 
 Key tree (one ``seed``): ``root = key(seed)``; initialisation ``fold_in(root, 0)``; supervised: batch
 order of pass ``e`` ``fold_in(root, e + 1)``; self-train: member ``k`` is a supervised fit with seed
@@ -128,7 +120,7 @@ def _steps_per_call(model_config: ModelConfig) -> int:
     """Optimiser steps per jitted call.
 
     XLA's CPU backend runs a convolution inside a ``lax.scan`` several times slower than in a plain
-    jitted call (measured: 5 s against 0.3 s per step for the ``cnn``), so convolutional models take one
+    jitted call (BENCHMARKS.md), so convolutional models take one
     step per call there; dense models, and every model on accelerators, scan over chunks of steps.
     """
     if model_config.kind != "mlp" and jax.default_backend() == "cpu":

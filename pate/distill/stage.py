@@ -89,8 +89,8 @@ def student_model_config(
 ) -> ModelConfig:
     """The student's architecture, chosen from the public data's shape (never from private data).
 
-    ``auto``: ``cnn-medium`` for images (a quarter of the ``cnn``'s arithmetic; with VAT it reached
-    98.7% on MNIST, BENCHMARKS.md); for tabular data an MLP with the teachers' widths when the
+    ``auto``: ``cnn-medium`` for images (a quarter of the ``cnn``'s arithmetic; BENCHMARKS.md has
+    its MNIST figures); for tabular data an MLP with the teachers' widths when the
     teachers are MLPs on the same features, else ``hidden`` or (256, 256).
     """
     if kind not in STUDENT_MODELS:
