@@ -10,7 +10,16 @@ from functools import partial
 import click
 
 from cli import common
-from pate.accounting import CONVERSIONS, ORDER_LISTS, PLAN_MECHANISMS, PlanResult, plan
+from pate.accounting import (
+    CONVERSIONS,
+    ORDER_LISTS,
+    PLAN_MECHANISMS,
+    PlanResult,
+    SizingResult,
+    plan,
+    size_teachers,
+)
+from pate.errors import PateError
 
 HELP = {
     "epsilon": "Target epsilon of the whole run.",
@@ -24,6 +33,13 @@ HELP = {
     "threshold_share": "Confident-GNMax: share of the budget spent on threshold checks.",
     "orders": "Renyi orders.",
     "conversion": "RDP to (epsilon, delta) conversion.",
+    "individuals": "Sizing: how many individuals the private data holds (a table over teacher "
+    "counts replaces the noise suggestion).",
+    "private": "Sizing: read the individuals and records from this private dataset file (locally; "
+    "nothing is written).",
+    "records": "Sizing: how many records the private data holds [default: --individuals].",
+    "public_size": "Sizing: records in the public pool (caps the answers).",
+    "agreement": "Sizing: assumed share of teachers voting for the plurality class.",
     "as_json": "Print one JSON object.",
 }
 option = partial(common.field_option, HELP)
@@ -32,8 +48,8 @@ option = partial(common.field_option, HELP)
 @click.command("plan", context_settings={"show_default": True})
 @option("--epsilon", type=float, required=True)
 @option("--delta", field_of=plan, type=float)
-@option("--queries", type=int, required=True)
-@option("--teachers", type=int, required=True)
+@option("--queries", type=int)
+@option("--teachers", type=int)
 @option("--classes", type=int, required=True)
 @option("--mechanism", field_of=plan, type=click.Choice(PLAN_MECHANISMS))
 @option("--answered-fraction", field_of=plan, type=float)
@@ -41,6 +57,11 @@ option = partial(common.field_option, HELP)
 @option("--threshold-share", field_of=plan, type=float)
 @option("--orders", field_of=plan, type=click.Choice(ORDER_LISTS))
 @option("--conversion", field_of=plan, type=click.Choice(CONVERSIONS))
+@option("--individuals", type=click.IntRange(min=1))
+@option("--private", type=click.Path(dir_okay=False))
+@option("--records", type=click.IntRange(min=1))
+@option("--public-size", type=click.IntRange(min=1))
+@option("--agreement", type=click.FloatRange(0, 1, min_open=True), default=0.8)
 @option("--json", "as_json", is_flag=True)
 def command(as_json: bool, **options) -> None:
     """Suggest the noise that keeps a run within a privacy budget.
@@ -52,7 +73,16 @@ def command(as_json: bool, **options) -> None:
     Example:
       pate plan --epsilon 2 --delta 1e-5 --queries 1000 --teachers 250 --classes 10 \\
           --answered-fraction 0.4
+      pate plan --epsilon 2 --classes 6 --private data/adas/private.h5 --public-size 14000
     """
+    sizing = {
+        k: options.pop(k) for k in ("individuals", "private", "records", "public_size", "agreement")
+    }
+    if sizing["individuals"] or sizing["private"]:
+        return render_sizing(_sizing(options, sizing), as_json)
+    for name in ("queries", "teachers"):
+        if options[name] is None:
+            raise PateError(f"--{name}: missing, expected it (or --individuals for a sizing table)")
     result = plan(**options)
     if as_json:
         return common.echo_json(result.to_dict())
@@ -86,3 +116,44 @@ def render(result: PlanResult) -> None:
         )
     for warning in result.warnings:
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+
+
+def _sizing(options: dict, sizing: dict) -> SizingResult:
+    individuals, records = sizing["individuals"], sizing["records"]
+    if sizing["private"]:
+        from pate.io import read_dataset
+
+        data = read_dataset(sizing["private"])
+        individuals, records = len(set(data.individual_id.tolist())), len(data)
+    return size_teachers(
+        epsilon=options["epsilon"],
+        delta=options["delta"],
+        individuals=individuals,
+        records=records,
+        classes=options["classes"],
+        public_size=sizing["public_size"],
+        agreement=sizing["agreement"],
+        orders=options["orders"],
+        conversion=options["conversion"],
+    )
+
+
+def render_sizing(result: SizingResult, as_json: bool) -> None:
+    if as_json:
+        return common.echo_json(result.to_dict())
+    out = common.console()
+    out.print(
+        f"Sizing for {result.individuals} individuals ({result.records} records), "
+        f"{result.classes} classes, epsilon={result.epsilon:g} at delta={result.delta:g}",
+        markup=False,
+    )
+    out.print(f"The estimate rests on {result.assumption}.", markup=False)
+    for row in result.rows:
+        out.print(
+            f"{row.teachers:5d} teachers: {row.individuals_per_teacher:8.1f} individuals and "
+            f"{row.records_per_teacher:9.1f} records each; GNMax sigma {row.sigma:7.2f} buys "
+            f"{row.queries} answers",
+            markup=False,
+        )
+        for warning in row.warnings:
+            out.print(f"      warning: {warning}", markup=False)

@@ -322,3 +322,28 @@ def test_bounds_and_notes():
     assert len(released) == 1 and "Smooth-sensitivity release at delta=1e-05" in released[0]
     lnmax = analyze(VOTES, mechanism="lnmax", scale=20).notes()
     assert lnmax[0].startswith("PATE 2017 moments accountant (gamma=0.05)")
+
+
+def test_sizing_buys_what_plan_certifies_and_warns_where_data_is_thin():
+    from pate.accounting import plan, size_teachers
+
+    result = size_teachers(
+        epsilon=2.0, individuals=2500, records=100_000, classes=6, public_size=3000, agreement=0.8
+    )
+    rows = {row.teachers: row for row in result.rows}
+    assert rows[250].individuals_per_teacher == 10 and rows[250].records_per_teacher == 400
+    # More teachers, a larger margin, more noise tolerated, more answers.
+    counts = [row.queries for row in result.rows]
+    assert counts == sorted(counts) and counts[0] < counts[-1]
+    # The answers bought are what plan() certifies: at that many queries it needs no more noise.
+    row = rows[100]
+    suggested = plan(epsilon=2.0, queries=row.queries, teachers=100, classes=6, mechanism="gnmax")
+    assert suggested.gnmax.sigma <= row.sigma * (1 + 1e-9)
+    over = plan(epsilon=2.0, queries=row.queries + 1, teachers=100, classes=6, mechanism="gnmax")
+    assert over.gnmax.sigma > row.sigma
+    assert any("too few for a useful student" in w for w in rows[25].warnings)
+    assert any("the public pool has 3000" in w for w in rows[500].warnings)
+    assert rows[500].queries == 3000
+    assert "assumed teacher agreement of 80%" in result.assumption
+    tiny = size_teachers(epsilon=2.0, individuals=30, classes=2, teacher_counts=(50,))
+    assert "fewer individuals than teachers" in tiny.rows[0].warnings[0]

@@ -183,3 +183,27 @@ def test_help_has_an_example(runner, name):
     result = run(runner, name, "--help")
     assert result.exit_code == 0
     assert "Example" in result.stdout and f"pate {name}" in result.stdout
+
+
+def test_plan_sizes_teachers_from_a_private_file_or_counts(runner, tmp_path):
+    from pate.io import Dataset, write_dataset
+
+    ids = np.repeat(np.arange(300), 4)
+    data = Dataset(
+        features=np.zeros((1200, 2), np.float32),
+        labels=ids % 3,
+        individual_id=ids,
+        num_classes=3,
+    )
+    write_dataset(tmp_path / "private.h5", data)
+    result = runner.invoke(
+        app,
+        ["plan", "--epsilon", "2", "--classes", "3", "--private", str(tmp_path / "private.h5"),
+         "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output)
+    assert payload["individuals"] == 300 and payload["records"] == 1200
+    assert [row["teachers"] for row in payload["rows"]] == [25, 50, 100, 250, 500]
+    result = runner.invoke(app, ["plan", "--epsilon", "2", "--classes", "3"])
+    assert result.exit_code == 2 and "--queries: missing" in result.output

@@ -47,7 +47,7 @@ from pate.accounting.moments2017 import (
     smoothed_sensitivity_2017,
 )
 from pate.accounting.orders import DEFAULT_ORDERS, ORDER_LISTS, PAPER_ORDERS, resolve_orders
-from pate.accounting.planning import PLAN_MECHANISMS, PlanResult, plan
+from pate.accounting.planning import PLAN_MECHANISMS, PlanResult, SizingResult, plan, size_teachers
 from pate.accounting.rdp import (
     is_data_independent_always_optimal_gnmax,
     is_data_independent_always_optimal_threshold,
@@ -117,6 +117,8 @@ __all__ = [
     "optimise_smooth_sensitivity",
     "order_at_edge",
     "plan",
+    "size_teachers",
+    "SizingResult",
     "q_lnmax_2017",
     "rdp_gnmax",
     "rdp_gnmax_data_independent",

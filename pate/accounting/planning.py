@@ -269,3 +269,134 @@ def plan(
         confident_gnmax=confident_plan,
         warnings=tuple(warnings),
     )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sizing: how many teachers the data supports, before any privacy is spent
+
+
+@dataclass(frozen=True)
+class SizingRow:
+    """What ``teachers`` teachers would give (GNMax, data-independent accounting)."""
+
+    teachers: int
+    individuals_per_teacher: float
+    records_per_teacher: float
+    margin: float
+    sigma: float
+    queries: int
+    warnings: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        return {**self.__dict__, "warnings": list(self.warnings)}
+
+
+@dataclass(frozen=True)
+class SizingResult:
+    """Teacher counts against what each buys; ``assumption`` says what the estimate rests on."""
+
+    epsilon: float
+    delta: float
+    classes: int
+    individuals: int
+    records: int
+    public_size: int | None
+    agreement: float
+    rows: tuple[SizingRow, ...]
+    assumption: str
+
+    def to_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "rows"}
+        out["rows"] = [row.to_dict() for row in self.rows]
+        return out
+
+
+# The noisy plurality is right with probability >= this per competitor at the planned sigma.
+_SIZING_CONFIDENCE_Z = 1.2816  # Phi(z) = 0.9
+
+
+def size_teachers(
+    *,
+    epsilon: float,
+    individuals: int,
+    records: int | None = None,
+    classes: int,
+    public_size: int | None = None,
+    agreement: float = 0.8,
+    teacher_counts: tuple[int, ...] = (25, 50, 100, 250, 500),
+    delta: float = 1e-5,
+    orders: str = "default",
+    conversion: str = "improved",
+    min_records_per_class: int = 20,
+) -> SizingResult:
+    """For each teacher count: a shard's size, the GNMax noise the assumed agreement tolerates, and
+    how many answers ``epsilon`` buys at that noise; with warnings where the data cannot support a
+    useful student.
+
+    The estimate rests on ``agreement``, the share of teachers that vote for the plurality class
+    (assumed, not measured: it depends on the private data). With ``T`` teachers the plurality leads
+    the runner-up by about ``m = T * (agreement - (1 - agreement) / (C - 1))`` votes; sigma is chosen so
+    that the noisy plurality beats one competitor with probability 0.9 (``m / (sqrt(2) sigma) =
+    1.28``), and the number of answers is the most that keep the data-independent epsilon within
+    budget at that sigma. Every input is a count the user gives (or that is read locally from their
+    own file); nothing is released.
+    """
+    target = check_positive("epsilon", epsilon)
+    delta = check_delta(delta)
+    conversion = check_conversion(conversion)
+    if not 1.0 / classes < agreement <= 1.0:
+        raise PateError(f"Expected agreement={agreement} in (1/classes, 1].")
+    for name, value in (("individuals", individuals), ("classes", classes)):
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise PateError(f"Expected {name}={value} to be a positive integer.")
+    records = int(records if records is not None else individuals)
+    orders_array = resolve_orders(orders)
+    slope = _largest_slope(target, orders_array, delta, conversion)
+    rows = []
+    for teachers in sorted(set(int(t) for t in teacher_counts)):
+        warnings: list[str] = []
+        per_individuals = individuals / teachers
+        per_records = records / teachers
+        margin = teachers * (agreement - (1.0 - agreement) / (classes - 1))
+        sigma = margin / (math.sqrt(2.0) * _SIZING_CONFIDENCE_Z)
+        queries = int(math.floor(slope * sigma * sigma)) if sigma > 0 else 0
+        if public_size is not None and queries > public_size:
+            warnings.append(f"epsilon buys {queries} answers, the public pool has {public_size}")
+            queries = public_size
+        if per_individuals < 1:
+            warnings.append("fewer individuals than teachers: impossible")
+        elif per_records < min_records_per_class * classes:
+            warnings.append(
+                f"{per_records:.0f} records per teacher (< {min_records_per_class} per class): "
+                "teachers this small may not reach the assumed agreement"
+            )
+        if queries < 10 * classes:
+            warnings.append(
+                f"only {queries} answers (< 10 per class): too few for a useful student"
+            )
+        rows.append(
+            SizingRow(
+                teachers=teachers,
+                individuals_per_teacher=per_individuals,
+                records_per_teacher=per_records,
+                margin=margin,
+                sigma=sigma,
+                queries=queries,
+                warnings=tuple(warnings),
+            )
+        )
+    assumption = (
+        f"an assumed teacher agreement of {agreement:.0%} (the share voting for the plurality; "
+        "not measured), GNMax, data-independent epsilon"
+    )
+    return SizingResult(
+        epsilon=target,
+        delta=delta,
+        classes=int(classes),
+        individuals=int(individuals),
+        records=records,
+        public_size=public_size,
+        agreement=agreement,
+        rows=tuple(rows),
+        assumption=assumption,
+    )
