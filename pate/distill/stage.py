@@ -50,6 +50,7 @@ from pate.labeling import (
     new_run_id,
     run_labeling,
 )
+from pate.model_ref import is_model_reference
 from pate.models import ModelConfig, Preprocessing
 from pate.noise import make_noise
 from pate.records import QueryCharge, RunHeader
@@ -90,8 +91,17 @@ def student_model_config(
 
     ``auto``: ``cnn-medium`` for images (a quarter of the ``cnn``'s arithmetic; with VAT it reached
     98.7% on MNIST, BENCHMARKS.md); for tabular data an MLP with the teachers' widths when the
-    teachers are MLPs on the same features, else ``hidden`` or (256, 256).
+    teachers are MLPs on the same features, else ``hidden`` or (256, 256). ``package.module:factory``:
+    the user's module (``ModelConfig(kind="custom")``: imported and checked here; ``hidden`` unused).
     """
+    if is_model_reference(kind):
+        return ModelConfig(
+            kind="custom",
+            factory=kind,
+            input_shape=tuple(feature_shape),
+            num_classes=num_classes,
+            hidden=(),
+        )
     if kind not in STUDENT_MODELS:
         raise PateError(f"Expected student model={kind!r} in {', '.join(STUDENT_MODELS)}.")
     feature_shape = tuple(feature_shape)
@@ -248,7 +258,7 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
     )
     report["student"] = {
         "method": student_config.method,
-        "model": model_config.kind,
+        "model": model_config.factory or model_config.kind,
         "steps": student_config.steps,
     }
     student_accuracy = None
