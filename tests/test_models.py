@@ -28,6 +28,7 @@ from pate import TeachersJob, train_teachers
 from pate.distill import DistillJob, label_and_distill
 from pate.errors import PateError
 from pate.export import load_student
+from pate.io import read_dataset
 from pate.labeling import BudgetConfig
 from pate.models import ModelConfig
 from pate.student import StudentConfig, fit_student
@@ -153,11 +154,11 @@ def test_parameter_counts_are_the_documented_ones(kind, params):
 def test_built_in_modules_give_logits_and_round_trip_as_json(kind):
     model = BUILT_IN[kind]
     x = np.random.default_rng(0).normal(size=(2, *model.input_shape)).astype(np.float32)
-    params = model.build().init(jax.random.key(0), x)["params"]
-    logits = model.build().apply({"params": params}, x)
+    params = jax.jit(model.build().init)(jax.random.key(0), x)["params"]
+    logits = jax.jit(model.build().apply)({"params": params}, x)
     assert logits.shape == (2, 3) and np.isfinite(np.asarray(logits)).all()
     if model.is_convolutional:  # the patches implementation: same parameters, same logits
-        patches = model.build(conv="patches").apply({"params": params}, x)
+        patches = jax.jit(model.build(conv="patches").apply)({"params": params}, x)
         np.testing.assert_allclose(logits, patches, rtol=1e-4, atol=1e-4)
     raw = json.loads(model.to_json())
     assert "factory" not in raw  # what built-in kinds always wrote: old files read back the same
@@ -333,9 +334,8 @@ def test_the_library_trains_teachers_and_student_of_a_custom_model(data, library
     assert distilled.report["student"] == {"method": "vat", "model": MODEL, "steps": 30}
     student, attrs = load_student(data / "lib" / "release" / "student.h5")
     assert student.model == custom() and attrs["class_names"] == ("0", "1", "2")
-    test = np.asarray(h5py.File(data / "test.h5")["features"])
-    labels = np.asarray(h5py.File(data / "test.h5")["labels"])
-    assert student.accuracy(test, labels) == pytest.approx(distilled.student_accuracy)
+    test = read_dataset(data / "test.h5")
+    assert student.accuracy(test.features, test.labels) == pytest.approx(distilled.student_accuracy)
 
 
 def test_the_command_line_takes_a_custom_model(data, library_run, tmp_path):
