@@ -124,8 +124,9 @@ class TeachersJob:
     if it exists unless ``force``; ``test``: a labelled set for per-teacher accuracy; ``public``: the
     public unlabeled set the ``public`` strategy learns its extractor from. ``model`` is one of
     :data:`TEACHER_MODELS` or ``"package.module:factory"`` (the user's flax module, see
-    :mod:`pate.model_ref`; it must stay importable to vote); ``hidden`` the MLP widths (``None``: :data:`DEFAULT_HIDDEN`, and for
-    public-strategy heads :data:`DEFAULT_HEAD_HIDDEN`; ``()``: linear). With ``checkpoints``, progress
+    :mod:`pate.model_ref`; it must stay importable to vote); ``hidden`` the MLP widths (``None``:
+    :data:`DEFAULT_HIDDEN`, and for public-strategy heads :data:`DEFAULT_HEAD_HIDDEN`; ``()``:
+    linear; unused by a custom model). With ``checkpoints``, progress
     is saved to ``checkpoint_dir`` (default ``OUT.checkpoints``) every ``checkpoint_every`` epochs
     (0: finished chunks only), a rerun resumes from it, and it is removed after success;
     ``checkpoint_dir`` is ignored without ``checkpoints``.
