@@ -15,6 +15,7 @@ import click
 
 from pate.errors import PateError
 from pate.io import json_default
+from pate.model_ref import REFERENCE_FORM, is_well_formed
 
 
 def echo_json(payload: Any) -> None:
@@ -62,6 +63,32 @@ def default_of(owner: Any, name: str) -> Any:
 def fields_of(cls: type, options: dict[str, Any]) -> dict[str, Any]:
     """The options named after a field of the dataclass ``cls``."""
     return {f.name: options[f.name] for f in dataclasses.fields(cls) if f.name in options}
+
+
+class ModelChoice(click.ParamType):
+    """One of ``choices`` or a reference ``package.module:factory`` to the user's flax module factory.
+
+    Only the reference's form is checked here (importing it would import JAX and the user's code at
+    parse time); the library imports it and says what is wrong as one line naming `factory`.
+    """
+
+    name = "model"
+
+    def __init__(self, choices: tuple[str, ...]) -> None:
+        self.choices = tuple(choices)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str:
+        return "[" + "|".join((*self.choices, REFERENCE_FORM)) + "]"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 (click's signature)
+        if value in self.choices or is_well_formed(value):
+            return value
+        self.fail(
+            f"{value!r}, expected one of {', '.join(self.choices)} or a model factory "
+            f"{REFERENCE_FORM}",
+            param,
+            ctx,
+        )
 
 
 def parse_widths(text: str) -> tuple[int, ...]:

@@ -37,7 +37,9 @@ HELP = {
     "answered rows labels the whole public set, the student learns from all of it; vat: "
     "semi-supervised on the answered rows and the whole public set. auto: vat for images, "
     "self-train for tabular data (measured, see BENCHMARKS.md).",
-    "student_model": "Student architecture. auto: cnn-medium for images, an MLP for tabular data.",
+    "student_model": "Student architecture. auto: cnn-medium for images, an MLP for tabular data. "
+    "Or your own flax module: package.module:factory (as train-teachers --model); student.h5 then "
+    "names it, and using the student needs it importable.",
     "steps": "Student training steps.",
     "student_hidden": "Student MLP widths [default: the teachers' for MLP teachers, else 256,256].",
     "balance_weight": "vat only: weight of the class-balance term (keeps a class with few answers "
@@ -75,7 +77,7 @@ option = partial(common.field_option, HELP)
 @option("--conversion", field_of=BUDGET, type=click.Choice(["improved", "classic"]))
 @option("--noise-seed", type=int, default=None)
 @option("--student-method", field_of=JOB, type=click.Choice(["auto", *STUDENT_METHODS]))
-@option("--student-model", field_of=JOB, type=click.Choice(STUDENT_MODELS))
+@option("--student-model", field_of=JOB, type=common.ModelChoice(STUDENT_MODELS))
 @option("--student-steps", "steps", field_of=STUDENT, type=POSITIVE_INT)
 @option("--student-hidden", default=None)
 @option("--student-balance", "balance_weight", field_of=STUDENT, type=click.FloatRange(min=0.0))
@@ -111,8 +113,10 @@ def command(**options) -> None:
     render(result, options, options["as_json"])
 
 
-#: Field -> flag, for library errors (`raise_budget` -> --raise-budget).
+#: Field -> flag, for library errors (`raise_budget` -> --raise-budget; the custom student's
+#: `factory` is --student-model's).
 FLAGS = {param.name: param.opts[0] for param in command.params if isinstance(param, click.Option)}
+FLAGS["factory"] = "--student-model"
 
 
 def job_from_options(options: dict) -> DistillJob:

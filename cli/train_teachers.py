@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 FILE, FOLDER = click.Path(dir_okay=False), click.Path(file_okay=False)
 HELP = {
     "out": "Teachers folder to create (private).",
-    "model": "auto: cnn for images, mlp otherwise (public strategy: the head is an MLP).",
+    "model": "auto: cnn for images, mlp otherwise (public strategy: the head is an MLP). Or your "
+    "own flax module: package.module:factory, factory(input_shape, num_classes) -> Module (called "
+    "as module.apply({'params': p}, x), logits out; see pate.model_ref); the module must stay "
+    "importable for label-and-distill.",
     "hidden": "MLP hidden widths, e.g. 256,256, or none [default: "
     f"{common.widths_text(config.DEFAULT_HIDDEN)}; public-strategy heads: "
     f"{common.widths_text(config.DEFAULT_HEAD_HIDDEN)}].",
@@ -53,7 +56,7 @@ option = partial(common.field_option, HELP)
 @click.command("train-teachers", context_settings={"show_default": True})
 @click.argument("shards", metavar="SHARDS.h5", type=FILE)
 @option("--out", required=True, type=FOLDER)
-@option("--model", field_of=JOB, type=click.Choice(config.TEACHER_MODELS))
+@option("--model", field_of=JOB, type=common.ModelChoice(config.TEACHER_MODELS))
 @option("--hidden")
 @option("--epochs", field_of=TRAIN, type=POSITIVE_INT)
 @option("--batch-size", field_of=TRAIN, type=POSITIVE_INT)
@@ -122,8 +125,10 @@ def command(**options) -> None:
         render(result, options["as_json"])
 
 
-#: Field -> flag, for library errors (`teacher_chunk` -> --teacher-chunk).
+#: Field -> flag, for library errors (`teacher_chunk` -> --teacher-chunk; the custom model's
+#: `factory` is --model's).
 FLAGS = {param.name: param.opts[0] for param in command.params if isinstance(param, click.Option)}
+FLAGS["factory"] = "--model"
 
 
 def render(result: TeachersResult, as_json: bool) -> None:

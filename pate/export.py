@@ -7,7 +7,11 @@ Student file (``release/student.h5``, ``format = "pate-student"``)::
     attrs: format, version, model (architecture JSON), class_names, num_classes,
            privacy_statement (plain language), privacy (the JSON report, as text)
 
-It holds no teacher parameter, vote or private record, so it can be shipped as is.
+It holds no teacher parameter, vote or private record, so it can be shipped as is. A student of the
+user's own model (``kind`` custom) stores only the reference ``"factory": "package.module:factory"``:
+that bundle is not self-contained, loading it (:func:`load_student`, ``pate predict``) imports the
+module and calls the factory, so the module must be importable there, and a bundle from elsewhere
+naming a custom model is to be trusted like code.
 
 :func:`predict` is ``pate predict`` as one call: the student labels a ``pate-dataset`` file, and the
 predictions go to a ``pate-predictions`` file (``labels`` (N,), ``probabilities`` (N, C), attribute
@@ -157,6 +161,11 @@ def _read_model(handle: h5py.Group, path) -> ModelConfig:
     missing = [key for key in ("kind", "input_shape", "num_classes", "hidden") if key not in raw]
     if missing:
         raise PateError(f"{path}: attribute 'model' has no key {missing[0]!r}, expected {expected}")
+    if not isinstance(raw.get("factory"), (str, type(None))):
+        raise PateError(
+            f"{path}: attribute 'model' has factory {raw['factory']!r}, expected a string "
+            "package.module:factory"
+        )
     for key in ("input_shape", "hidden"):
         value = raw[key]
         if not isinstance(value, list) or not all(
@@ -172,7 +181,8 @@ def _read_model(handle: h5py.Group, path) -> ModelConfig:
     try:
         return ModelConfig.from_json(json.dumps(raw))
     except PateError as exc:
-        raise PateError(f"{path}: attribute 'model' is not a valid model ({exc})") from None
+        message = str(exc).replace("`", "'")
+        raise PateError(f"{path}: attribute 'model' is not a valid model ({message})") from None
 
 
 def expected_param_shapes(model: ModelConfig) -> dict[str, tuple[int, ...]]:

@@ -11,6 +11,14 @@
   student's default for images (its accuracy: BENCHMARKS.md).
 * ``cnn-small``: the same shape at a quarter of the width (conv 8, conv 16, dense 64), for fast runs:
   208 + 3,216 + 50,240 + 650 = 54,314 parameters on 28x28x1.
+* ``custom``: the user's own module, from ``factory`` = ``"package.module:factory"``, a callable
+  ``factory(input_shape, num_classes) -> flax.linen.Module``. The contract (called as
+  ``module.apply({"params": params}, x)`` on a float batch ``(N, *input_shape)``, no train flag, no
+  RNG, logits ``(N, num_classes)``, only ``params`` variables) is in :mod:`pate.model_ref`. Building
+  the config imports the factory, calls it and checks the module's output shape and variables once
+  (cached), so a bad factory is refused before any work. Files store the reference, not the code: the
+  module must be importable wherever they are loaded. ``hidden`` means nothing there and is stored as
+  ``()``; the convolution implementation (``conv=``) is the module's own.
 
 Convolutions have two interchangeable implementations with the same parameters (``conv=`` of
 :meth:`ModelConfig.build`): ``"xla"`` (``lax.conv``) and ``"patches"``, which extracts the image patches
@@ -28,6 +36,7 @@ its own shard only; for the student, from the public data).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass
 
@@ -37,25 +46,41 @@ import jax.numpy as jnp
 import numpy as np
 
 from pate.errors import PateError
+from pate.model_ref import check_reference, load_factory, one_line
 
-MODEL_KINDS = ("mlp", "cnn", "cnn-medium", "cnn-small")
+MODEL_KINDS = ("mlp", "cnn", "cnn-medium", "cnn-small", "custom")
 CONV_IMPLEMENTATIONS = ("xla", "patches")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of a teacher or student."""
+    """Architecture of a teacher or student; ``factory`` only (and always) for ``kind="custom"``."""
 
     kind: str
     input_shape: tuple[int, ...]
     num_classes: int
     hidden: tuple[int, ...] = (256, 256)
+    factory: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise PateError(f"Expected model={self.kind!r} in {', '.join(MODEL_KINDS)}.")
         if self.num_classes < 2:
             raise PateError(f"Expected num_classes={self.num_classes} >= 2.")
+        if self.kind == "custom":
+            if self.factory is None:
+                raise PateError(
+                    "`factory`: missing, expected package.module:factory for model kind 'custom'"
+                )
+            check_reference(self.factory)
+            object.__setattr__(self, "input_shape", tuple(int(n) for n in self.input_shape))
+            object.__setattr__(self, "hidden", ())
+            _custom_module(self.factory, self.input_shape, self.num_classes)
+            return
+        if self.factory is not None:
+            raise PateError(
+                f"`factory` {self.factory!r}: only for model kind 'custom', found kind {self.kind!r}"
+            )
         if self.kind != "mlp" and (len(self.input_shape) != 3 or min(self.input_shape[:2]) < 8):
             raise PateError(
                 f"model {self.kind!r} needs images of shape (height, width, channels) of at least 8x8, "
@@ -65,22 +90,31 @@ class ModelConfig:
             raise PateError(f"Expected hidden={self.hidden} to be positive widths.")
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
+        """The config as JSON; ``factory`` only when set (built-in kinds write what they always did)."""
+        raw = dataclasses.asdict(self)
+        if raw["factory"] is None:
+            del raw["factory"]
+        return json.dumps(raw)
 
     @classmethod
     def from_json(cls, text: str) -> ModelConfig:
+        """The inverse of :meth:`to_json` (JSON without ``factory`` is a built-in kind's)."""
         raw = json.loads(text)
         return cls(
             kind=raw["kind"],
             input_shape=tuple(raw["input_shape"]),
             num_classes=int(raw["num_classes"]),
             hidden=tuple(raw["hidden"]),
+            factory=raw.get("factory"),
         )
 
     def build(self, *, conv: str = "xla") -> nn.Module:
-        """The flax module; ``conv`` picks the convolution implementation (same parameters)."""
+        """The flax module; ``conv`` picks the convolution implementation of the built-in CNNs (same
+        parameters); a custom module is the factory's, whatever ``conv``."""
         if conv not in CONV_IMPLEMENTATIONS:
             raise PateError(f"Expected conv={conv!r} in {', '.join(CONV_IMPLEMENTATIONS)}.")
+        if self.kind == "custom":
+            return _custom_module(self.factory, self.input_shape, self.num_classes)
         if self.kind == "mlp":
             return MLP(hidden=self.hidden, num_classes=self.num_classes)
         width = {"cnn": 1, "cnn-medium": 2, "cnn-small": 4}[self.kind]
@@ -93,7 +127,62 @@ class ModelConfig:
 
     @property
     def is_convolutional(self) -> bool:
+        """Whether the model convolves (training then takes one step per call on the CPU, see
+        :mod:`pate.teachers.steps`). Not known for a custom model: assumed for image inputs
+        (height, width, channels), whose cost if wrong is dispatch overhead only."""
+        if self.kind == "custom":
+            return len(self.input_shape) == 3
         return self.kind != "mlp"
+
+
+@functools.lru_cache(maxsize=32)
+def _custom_module(reference: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """The module ``reference``'s factory returns for ``(input_shape, num_classes)``, checked once:
+    a flax module with only ``params`` variables that maps a float batch (2, *input_shape) to logits
+    (2, num_classes), found from shapes alone (``jax.eval_shape``). Failures name `factory`."""
+    factory = load_factory(reference)
+    try:
+        module = factory(tuple(input_shape), int(num_classes))
+    except Exception as exc:
+        raise PateError(
+            f"`factory` {reference!r}: calling it with input_shape {tuple(input_shape)} and "
+            f"num_classes {num_classes} raised {one_line(exc)}; expected a flax.linen.Module"
+        ) from None
+    if not isinstance(module, nn.Module):
+        raise PateError(
+            f"`factory` {reference!r}: returned a {type(module).__name__}, expected a "
+            "flax.linen.Module"
+        )
+    sample = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
+    try:
+        out, variables = jax.eval_shape(
+            lambda x: module.init_with_output(jax.random.key(0), x), sample
+        )
+    except Exception as exc:
+        raise PateError(
+            f"`factory` {reference!r}: its module fails on a batch of shape {sample.shape} "
+            f"({one_line(exc)}); expected it called as module.apply({{'params': p}}, x)"
+        ) from None
+    others = sorted(set(variables) - {"params"})
+    if others:
+        raise PateError(
+            f"`factory` {reference!r}: its module has variable collections {', '.join(others)}, "
+            "expected only 'params' (no batch statistics or other mutable state)"
+        )
+    if not jax.tree_util.tree_leaves(variables.get("params", {})):
+        raise PateError(f"`factory` {reference!r}: its module has no parameters to train")
+    expected = (2, num_classes)
+    if not isinstance(out, jax.ShapeDtypeStruct) or tuple(out.shape) != expected:
+        found = f"shape {tuple(out.shape)}" if hasattr(out, "shape") else type(out).__name__
+        raise PateError(
+            f"`factory` {reference!r}: its module returns {found} on a batch of shape "
+            f"{sample.shape}, expected logits of shape {expected}"
+        )
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise PateError(
+            f"`factory` {reference!r}: its module returns {out.dtype} logits, expected floats"
+        )
+    return module
 
 
 class MLP(nn.Module):

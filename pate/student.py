@@ -123,7 +123,7 @@ def _steps_per_call(model_config: ModelConfig) -> int:
     jitted call (BENCHMARKS.md), so convolutional models take one
     step per call there; dense models, and every model on accelerators, scan over chunks of steps.
     """
-    if model_config.kind != "mlp" and jax.default_backend() == "cpu":
+    if model_config.is_convolutional and jax.default_backend() == "cpu":
         return 1
     return 50
 

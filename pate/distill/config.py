@@ -13,6 +13,7 @@ from typing import Any
 from pate.aggregate import MECHANISMS, AggregatorConfig, aggregator_config
 from pate.errors import PateError
 from pate.labeling import BudgetConfig
+from pate.model_ref import REFERENCE_FORM, is_model_reference, is_well_formed
 from pate.student_config import STUDENT_METHODS, StudentConfig
 
 STUDENT_MODELS = ("auto", "mlp", "cnn", "cnn-medium", "cnn-small")
@@ -29,6 +30,9 @@ class DistillJob:
     :func:`pate.aggregate.confident_gnmax_defaults`. ``warmup_queries`` (Interactive-GNMax) defaults to
     a third of the queries considered. ``budget`` says when to stop and how epsilon is computed;
     ``student`` how the student is fitted (its ``method`` is replaced by ``student_method``).
+    ``student_model`` is one of :data:`STUDENT_MODELS` or ``"package.module:factory"``, the user's
+    flax module (:mod:`pate.model_ref`; only its form is checked here): the student bundle then names
+    it, and loading the bundle needs that module importable.
     ``force`` replaces another run's release (never a folder holding a ledger); ``raise_budget``
     accepts a larger ``budget.max_epsilon`` than the workspace's budget in force.
     """
@@ -64,9 +68,16 @@ class DistillJob:
                 f"Expected student_method={self.student_method!r} in auto, "
                 f"{', '.join(STUDENT_METHODS)}."
             )
-        if self.student_model not in STUDENT_MODELS:
+        if is_model_reference(self.student_model):
+            if not is_well_formed(self.student_model):
+                raise PateError(
+                    f"Expected student_model={self.student_model!r} as {REFERENCE_FORM} (dotted "
+                    "Python names on both sides of one ':')."
+                )
+        elif self.student_model not in STUDENT_MODELS:
             raise PateError(
-                f"Expected student_model={self.student_model!r} in {', '.join(STUDENT_MODELS)}."
+                f"Expected student_model={self.student_model!r} in {', '.join(STUDENT_MODELS)} or "
+                f"a model factory {REFERENCE_FORM}."
             )
         if self.batch_queries < 1:
             raise PateError(f"Expected batch_queries={self.batch_queries} >= 1.")

@@ -50,6 +50,7 @@ from pate.labeling import (
     new_run_id,
     run_labeling,
 )
+from pate.model_ref import is_model_reference
 from pate.models import ModelConfig, Preprocessing
 from pate.noise import make_noise
 from pate.portable import PORTABLE_FILE, save_portable
@@ -91,8 +92,17 @@ def student_model_config(
 
     ``auto``: ``cnn-medium`` for images (a quarter of the ``cnn``'s arithmetic; BENCHMARKS.md has
     its MNIST figures); for tabular data an MLP with the teachers' widths when the
-    teachers are MLPs on the same features, else ``hidden`` or (256, 256).
+    teachers are MLPs on the same features, else ``hidden`` or (256, 256). ``package.module:factory``:
+    the user's module (``ModelConfig(kind="custom")``: imported and checked here; ``hidden`` unused).
     """
+    if is_model_reference(kind):
+        return ModelConfig(
+            kind="custom",
+            factory=kind,
+            input_shape=tuple(feature_shape),
+            num_classes=num_classes,
+            hidden=(),
+        )
     if kind not in STUDENT_MODELS:
         raise PateError(f"Expected student model={kind!r} in {', '.join(STUDENT_MODELS)}.")
     feature_shape = tuple(feature_shape)
@@ -250,7 +260,7 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
     report["configuration"] = job.public_configuration()
     report["student"] = {
         "method": student_config.method,
-        "model": model_config.kind,
+        "model": model_config.factory or model_config.kind,
         "steps": student_config.steps,
     }
     student_accuracy = None

@@ -21,6 +21,13 @@ Strategies (``TrainConfig.strategy``), all training the same teachers with the s
 * ``auto``: ``public`` when a public set is given, else :data:`AUTO_STRATEGY` for the backend and
   model, chosen from ``scripts/bench_teachers.py`` (figures in BENCHMARKS.md, "Teachers at scale").
 
+``model`` may also name the user's own flax module factory, ``"package.module:factory"`` (contract:
+:mod:`pate.model_ref`). Such teachers train with ``loop``, ``scan``, ``vmap`` and ``fold`` (the same as
+``vmap`` there: the module's convolutions are its own); ``auto`` picks ``loop`` on the CPU (safe
+whatever the module costs) and ``vmap`` elsewhere. The ``public`` strategy trains dense heads on
+extractor features, not the model asked for, and refuses a custom model. Only the form of the
+reference is checked here (no import); the stage imports it.
+
 Errors name the field they are about in backquotes, as `teacher_chunk`; the command maps each field
 to its flag.
 """
@@ -36,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pate.errors import PateError
+from pate.model_ref import REFERENCE_FORM, check_reference, is_model_reference
 
 if TYPE_CHECKING:
     from pate.models import ModelConfig
@@ -43,7 +51,8 @@ if TYPE_CHECKING:
 STRATEGIES = ("auto", "loop", "scan", "vmap", "fold", "public")
 #: Strategies that train a chunk's teachers as one program over the teacher axis.
 VECTORISED = ("vmap", "fold", "public")
-#: Teacher architectures the stage offers; ``auto``: ``cnn`` for images, ``mlp`` otherwise.
+#: Teacher architectures the stage offers; ``auto``: ``cnn`` for images, ``mlp`` otherwise. A
+#: reference ``package.module:factory`` to the user's own module is accepted too.
 TEACHER_MODELS = ("auto", "mlp", "cnn", "cnn-small")
 #: Hidden widths when none are given: of an ``mlp`` teacher, and of a public-strategy head (linear).
 DEFAULT_HIDDEN: tuple[int, ...] = (64,)
@@ -56,7 +65,8 @@ CHUNK_MEMORY_BYTES = 256 * 2**20
 #: ``scripts/bench_teachers.py`` on a 2-core x86 CPU (BENCHMARKS.md, "Teachers at scale"). On the CPU
 #: a per-step loop beats every vectorised form for convolutions and for MLPs whose steps carry real
 #: arithmetic; ``vmap`` wins where dispatch dominates a step: dense models up to
-#: :data:`AUTO_VMAP_MAX_PARAMS` parameters. Other backends (GPU, TPU): ``vmap``.
+#: :data:`AUTO_VMAP_MAX_PARAMS` parameters. Other backends (GPU, TPU): ``vmap``. Kinds not listed
+#: (``custom``: nothing is known of its cost) get ``loop`` on the CPU.
 AUTO_STRATEGY: dict[tuple[str, str], str] = {
     ("cpu", "mlp"): "vmap",
     ("cpu", "cnn"): "loop",
@@ -113,8 +123,10 @@ class TeachersJob:
     ``shards``: the ``pate-shards`` file; ``out``: the teachers folder to create (private), refused
     if it exists unless ``force``; ``test``: a labelled set for per-teacher accuracy; ``public``: the
     public unlabeled set the ``public`` strategy learns its extractor from. ``model`` is one of
-    :data:`TEACHER_MODELS`; ``hidden`` the MLP widths (``None``: :data:`DEFAULT_HIDDEN`, and for
-    public-strategy heads :data:`DEFAULT_HEAD_HIDDEN`; ``()``: linear). With ``checkpoints``, progress
+    :data:`TEACHER_MODELS` or ``"package.module:factory"`` (the user's flax module, see
+    :mod:`pate.model_ref`; it must stay importable to vote); ``hidden`` the MLP widths (``None``:
+    :data:`DEFAULT_HIDDEN`, and for public-strategy heads :data:`DEFAULT_HEAD_HIDDEN`; ``()``:
+    linear; unused by a custom model). With ``checkpoints``, progress
     is saved to ``checkpoint_dir`` (default ``OUT.checkpoints``) every ``checkpoint_every`` epochs
     (0: finished chunks only), a rerun resumes from it, and it is removed after success;
     ``checkpoint_dir`` is ignored without ``checkpoints``.
@@ -141,13 +153,28 @@ class TeachersJob:
             object.__setattr__(self, "hidden", tuple(int(width) for width in self.hidden))
             if any(width < 1 for width in self.hidden):
                 raise PateError(f"`hidden`: {self.hidden}, expected positive widths or () (linear)")
-        if self.model not in TEACHER_MODELS:
-            raise PateError(f"`model`: {self.model!r}, expected one of {', '.join(TEACHER_MODELS)}")
+        if is_model_reference(self.model):
+            check_reference(self.model, "model")
+        elif self.model not in TEACHER_MODELS:
+            raise PateError(
+                f"`model`: {self.model!r}, expected one of {', '.join(TEACHER_MODELS)} or a model "
+                f"factory {REFERENCE_FORM}"
+            )
         if not isinstance(self.train, TrainConfig):
             raise PateError(f"`train`: {type(self.train).__name__}, expected a TrainConfig")
         if self.checkpoint_every < 0:
             raise PateError(f"`checkpoint_every`: {self.checkpoint_every}, expected >= 0")
         check_public_strategy(self.train.strategy, public=self.public is not None)
+        if self.custom_model and (self.train.strategy == "public" or self.public is not None):
+            raise PateError(
+                f"`model` {self.model!r}: the public strategy trains dense heads on extractor "
+                "features, not a custom model; leave out `public` (strategy loop, scan, vmap or fold)"
+            )
+
+    @property
+    def custom_model(self) -> bool:
+        """Whether ``model`` names the user's own module (``package.module:factory``)."""
+        return is_model_reference(self.model)
 
     @property
     def checkpoint_path(self) -> Path | None:

@@ -80,13 +80,23 @@ def train_teachers(
         )
     shards = open_shards(job.shards)
     test = _read_test_set(job, shards)
-    kind = job.model if job.model != "auto" else _auto_model(shards)
-    model = ModelConfig(
-        kind=kind,
-        input_shape=tuple(shards.feature_shape),
-        num_classes=shards.num_classes,
-        hidden=DEFAULT_HIDDEN if job.hidden is None else job.hidden,
-    )
+    if job.custom_model:  # imports and checks the user's factory before anything is written
+        kind = job.model
+        model = ModelConfig(
+            kind="custom",
+            factory=job.model,
+            input_shape=tuple(shards.feature_shape),
+            num_classes=shards.num_classes,
+            hidden=(),
+        )
+    else:
+        kind = job.model if job.model != "auto" else _auto_model(shards)
+        model = ModelConfig(
+            kind=kind,
+            input_shape=tuple(shards.feature_shape),
+            num_classes=shards.num_classes,
+            hidden=DEFAULT_HIDDEN if job.hidden is None else job.hidden,
+        )
     strategy = resolve_strategy(job.train.strategy, model, public=job.public is not None)
     extractor = head = None
     if strategy == "public":

@@ -10,7 +10,8 @@ Layout::
     individuals   sorted ids of every individual the teachers saw
     extractor/    only for the public strategy: mean (D,), whitening (D, D), centroids (K, D);
                   attrs config (JSON), input_shape, scale, public_sha256
-    attrs: format, version, model (JSON: the architecture asked for, on raw records), head (JSON,
+    attrs: format, version, model (JSON: the architecture asked for, on raw records; for a custom
+           model its ``factory`` reference, which must be importable to load the file), head (JSON,
            public strategy only: the per-teacher model on extractor features, whose parameters
            ``params`` holds), training (JSON), num_teachers, num_classes, class_names,
            shards_sha256, seconds, strategy, backend, devices, processes, teacher_chunk,
@@ -211,7 +212,7 @@ def load_teachers(path: str | os.PathLike) -> Teachers:
 
         teachers = Teachers(
             params=params,
-            model=ModelConfig.from_json(attrs["model"]),
+            model=_model_config(attrs["model"], path, "model"),
             scale=float(handle["preprocessing"].attrs["scale"]),
             mean=handle["preprocessing/mean"][()],
             std=handle["preprocessing/std"][()],
@@ -226,12 +227,22 @@ def load_teachers(path: str | os.PathLike) -> Teachers:
             path=str(path),
             attrs={k: _plain(v) for k, v in attrs.items()},
             extractor=_read_extractor(handle["extractor"]) if "extractor" in handle else None,
-            head=ModelConfig.from_json(attrs["head"]) if "head" in attrs else None,
+            head=_model_config(attrs["head"], path, "head") if "head" in attrs else None,
             steps=optional("steps"),
             train_loss=optional("train_loss"),
             seconds=optional("seconds"),
         )
     return teachers
+
+
+def _model_config(text, path: Path, name: str) -> ModelConfig:
+    """The architecture in attribute ``name``; a custom model's factory is imported and checked here,
+    and a failure names the file (not the command's options: the quotes of fields are dropped)."""
+    try:
+        return ModelConfig.from_json(text)
+    except PateError as exc:
+        message = str(exc).replace("`", "'")
+        raise PateError(f"{path}: attribute {name!r} cannot be rebuilt: {message}") from None
 
 
 def _plain(value):
