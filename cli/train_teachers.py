@@ -151,3 +151,7 @@ def render(result: TeachersResult, as_json: bool) -> None:
             f"test accuracy per teacher: min {accuracy.min():.3f}  mean {accuracy.mean():.3f}  "
             f"max {accuracy.max():.3f}"
         )
+    if result.majority_rate is not None:
+        out.print(f"always the most common test class: {result.majority_rate:.3f}")
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)

@@ -130,3 +130,29 @@ def test_the_commands_defaults_import_no_jax():
     code = "import sys, cli.train_teachers, pate; assert 'jax' not in sys.modules, 'jax imported'"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)
+
+
+def test_teachers_are_shown_against_the_majority_rate_and_warned_about(data, tmp_path):
+    from pate.io import read_dataset, write_dataset
+
+    test = read_dataset(data / "test.h5")
+    labels = np.bincount(test.labels, minlength=test.num_classes)
+    job = TeachersJob(
+        shards=data / "shards.h5", out=tmp_path / "a", test=data / "test.h5", train=TRAIN
+    )
+    result = train_teachers(job)
+    assert result.majority_rate == pytest.approx(labels.max() / len(test.labels))
+    assert result.summary()["test_majority_rate"] == result.majority_rate
+    # A test set of one class: always predicting it is right every time; no teacher beats that.
+    one = type(test)(**{**test.__dict__, "labels": np.zeros_like(test.labels), "path": ""})
+    write_dataset(tmp_path / "one.h5", one)
+    args = [
+        str(data / "shards.h5"),
+        "--out",
+        str(tmp_path / "b"),
+        "--test",
+        str(tmp_path / "one.h5"),
+    ]
+    run = CliRunner().invoke(cli, ["train-teachers", *args, *CLI_TRAIN])
+    assert run.exit_code == 0, run.output
+    assert "does not beat always predicting the test set's most common class (1.0000)" in run.output

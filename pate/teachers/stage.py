@@ -41,6 +41,20 @@ class TeachersResult:
     model: str
     ensemble: EnsembleResult
     accuracy: np.ndarray | None
+    majority_rate: float | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """Warnings for the operator (private: they speak about teachers of private data)."""
+        if self.accuracy is None or self.majority_rate is None:
+            return []
+        if float(self.accuracy.mean()) <= self.majority_rate:
+            return [
+                f"the teachers' mean test accuracy {float(self.accuracy.mean()):.4f} does not beat "
+                f"always predicting the test set's most common class ({self.majority_rate:.4f}); "
+                "their votes carry little signal: fewer, larger shards or another model may help"
+            ]
+        return []
 
     def summary(self) -> dict[str, Any]:
         """The run in plain values (the command's ``--json`` report)."""
@@ -60,6 +74,8 @@ class TeachersResult:
             "accuracy_min": None if accuracy is None else float(accuracy.min()),
             "accuracy_mean": None if accuracy is None else float(accuracy.mean()),
             "accuracy_max": None if accuracy is None else float(accuracy.max()),
+            "test_majority_rate": self.majority_rate,
+            "warnings": self.warnings,
             "teacher_seconds_mean": float(ensemble.teacher_seconds.mean()),
         }
 
@@ -128,8 +144,10 @@ def train_teachers(
     )
     if not main_process:
         return TeachersResult(job, None, shards.num_teachers, kind, ensemble, None)
-    accuracy = None
+    accuracy = majority = None
     if test is not None:
+        counts = np.bincount(test.labels, minlength=shards.num_classes)
+        majority = float(counts.max() / max(1, len(test.labels)))
         predictions = ensemble_predictions(
             ensemble.params,
             ensemble.model,
@@ -146,7 +164,7 @@ def train_teachers(
     if job.checkpoint_path is not None:
         shutil.rmtree(job.checkpoint_path, ignore_errors=True)
     return TeachersResult(
-        job, job.out / TEACHERS_FILE, shards.num_teachers, kind, ensemble, accuracy
+        job, job.out / TEACHERS_FILE, shards.num_teachers, kind, ensemble, accuracy, majority
     )
 
 
