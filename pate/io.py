@@ -364,10 +364,19 @@ def write_ids(handle: h5py.Group, name: str, ids: np.ndarray) -> None:
 
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, *, private: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    A privacy ledger (``ledger.jsonl``) or its head record is never replaced: losing either would let
+    the next run spend its budget again.
+    """
     path = Path(path)
     if not path.parent.exists():
         raise PateError(f"{path}: folder {path.parent} does not exist")
+    if path.name in (PROTECTED_FILE, PROTECTED_FILE + ".head") and os.path.lexists(path):
+        raise PateError(
+            f"{path}: is a privacy ledger, which is never replaced; expected another output file",
+            exit_code=4,
+        )
     remove_stale_temporaries(path)
     fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)

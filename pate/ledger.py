@@ -82,15 +82,28 @@ def _write_head(path: Path, seq: int, digest: str) -> None:
     target = head_path(path)
     body = {"digest": digest, "format": HEAD_FORMAT, "seq": seq, "version": LEDGER_VERSION}
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _MODE)
     try:
-        os.fchmod(fd, _MODE)
-        _write_all(fd, (_canonical(body) + "\n").encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _MODE)
+        try:
+            os.fchmod(fd, _MODE)
+            _write_all(fd, (_canonical(body) + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:  # an interrupted update leaves the previous head, never a temporary
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     _fsync_dir(target.parent)
+
+
+def _remove_stale_head_temporaries(path: Path) -> None:
+    """Temporaries of the head record left by a killed writer (call with the ledger's lock held)."""
+    target = head_path(path)
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 def _read_head(path: Path) -> tuple[int, str] | None:
@@ -276,6 +289,7 @@ class Ledger:
         try:
             if not read_only:
                 _lock(fd, path)
+                _remove_stale_head_temporaries(path)
             with os.fdopen(os.dup(fd), "rb") as handle:
                 data = handle.read()
             verified = cls._verify(path, data)

@@ -404,3 +404,13 @@ def test_budget_changes_are_recorded_in_order(tmp_path: Path) -> None:
         with pytest.raises(PateError, match="expected {max_epsilon: number}"):
             ledger.append([], budget={"max_epsilon": "lots"})
     assert Ledger.open(path).budgets() == [{"seq": 2, "max_epsilon": 4.5}]
+
+
+def test_a_killed_head_update_leaves_no_temporary_after_the_next_open(tmp_path: Path) -> None:
+    path = filled(tmp_path, records=1)
+    stale = tmp_path / ".ledger.jsonl.head.999999.tmp"  # what SIGKILL mid-update would leave
+    stale.write_text("{")
+    Ledger.open(path, read_only=True).close()
+    assert stale.exists()  # a reader never deletes anything
+    Ledger.open(path).close()
+    assert not stale.exists() and head_path(path).exists()

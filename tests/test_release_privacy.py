@@ -351,3 +351,17 @@ def test_the_student_is_shown_against_the_majority_rate_and_warned_about(
     summary = json.loads(real.output[real.output.index("{") :])
     expected = np.bincount(test.labels).max() / len(test.labels)
     assert summary["test_majority_rate"] == pytest.approx(expected)
+
+
+def test_no_command_output_replaces_a_ledger_file(teachers, tiny_adas, tmp_path):
+    distill(teachers, tiny_adas, tmp_path / "ws", tmp_path / "release")
+    ledger = tmp_path / "ws" / "ledger.jsonl"
+    before = ledger.read_bytes()
+    for target in (ledger, tmp_path / "ws" / "ledger.jsonl.head"):
+        saved = target.read_bytes()
+        result = run(
+            "partition", tiny_adas["private"], "--teachers", 3, "--out", target, "--force", expect=4
+        )
+        assert "is a privacy ledger, which is never replaced" in result.output
+        assert target.read_bytes() == saved
+    assert ledger.read_bytes() == before
