@@ -257,9 +257,7 @@ def import_table(
         if lacking:
             raise PateError(f"`{lacking[0]}`: missing, expected `private`, `public` and `test`")
         if kind != "csv":
-            raise PateError(
-                f"`private`: {kind} input, expected CSV files (dataset 'csv')"
-            )
+            raise PateError(f"`private`: {kind} input, expected CSV files (dataset 'csv')")
     if bool(individual_column) == bool(records_are_individuals):
         raise PateError(
             "--individual-column: "
@@ -400,10 +398,7 @@ def _handle_missing(
     missing cells and their counts, file by file, in one line."""
     if missing == "error":
         report = missing_report(
-            {
-                path: (header, cells)
-                for path, (header, cells) in files.items()
-            },
+            {path: (header, cells) for path, (header, cells) in files.items()},
             sorted(
                 {
                     name
@@ -512,7 +507,9 @@ def _read_csv_files(
     public_header = files[paths["public"]][0]
     names = _feature_names_in(public_header, label_column, individual_column, feature_columns)
     for name in feature_columns or ():
-        column_of(public_header, files[paths["public"]][1], name, paths["public"], "--feature-columns")
+        column_of(
+            public_header, files[paths["public"]][1], name, paths["public"], "--feature-columns"
+        )
     for split in ("private", "test"):
         header, cells = files[paths[split]]
         for name in names:

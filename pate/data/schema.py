@@ -179,9 +179,7 @@ def label_space(
     """
     if classes:
         if len(set(classes)) != len(classes) or len(classes) < 2:
-            raise PateError(
-                f"--classes: {list(classes)}, expected at least 2 distinct class names"
-            )
+            raise PateError(f"--classes: {list(classes)}, expected at least 2 distinct class names")
         return tuple(classes), len(classes)
     values = np.concatenate([as_text(v) for v in label_values]) if label_values else np.array([])
     values = values[~is_missing(values)] if len(values) else values
