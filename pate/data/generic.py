@@ -334,7 +334,6 @@ def import_table(
         if table.labels is not None:
             labels = encode_labels_with(schema, table.labels, table.path, table.rows)
         parts[split] = Part(features, labels, table.ids)
-    counts = {split: len(table.cells) for split, table in tables.items()}
     return _write(
         out_dir,
         name=name,
@@ -342,8 +341,7 @@ def import_table(
         schema=schema,
         attrs={
             "source": f"imported from {name} (csv)",
-            "split_note": f"{split_note} (records: {counts['private']} private, "
-            f"{counts['public']} public, {counts['test']} test)",
+            "split_note": split_note,
             "individual_note": note,
             "unit_of_privacy": "record" if records_are_individuals else "individual",
         },
@@ -478,9 +476,11 @@ def _split_one_csv(
         split: _Table(path, header, cells[index], rows[index], raw_labels[index], ids[index])
         for split, index in indices.items()
     }
+    counts = {split: len(index) for split, index in indices.items()}
     split_note = (
         f"split by individual with seed {seed}: public_fraction {public_fraction:g}, "
-        f"test_fraction {test_fraction:g} of records"
+        f"test_fraction {test_fraction:g} of records (records: {counts['private']} private, "
+        f"{counts['public']} public, {counts['test']} test)"
     )
     return tables, note, split_note
 
@@ -541,6 +541,7 @@ def _read_csv_files(
         )
     else:
         note = _record_note("its file (prefixed private-, public- or test-)")
+    # No count of the private file here: the public and test files depend on their inputs only.
     return tables, note, "private, public and test from separate files"
 
 
