@@ -118,8 +118,9 @@ def load_student(path: str | os.PathLike) -> tuple[TrainedModel, dict]:
             "class_names": class_names,
             "privacy_statement": statement,
             "privacy": _read_privacy(handle, path),
-            "schema": _attr_str(handle.attrs.get("schema")),
         }
+        if "schema" in handle.attrs:
+            attrs["schema"] = _attr_str(handle.attrs["schema"])
         flat = _read_params(handle, path, model)
         preprocessing = _read_preprocessing(handle, path, model)
     params = traverse_util.unflatten_dict(flat, sep="/")
@@ -431,7 +432,7 @@ def predict(
     out = Path(out) if out else None
     student, attrs = load_student(student_path)
     if input_path.suffix.lower() == ".csv":
-        features, true_labels = read_csv_records(student_path, attrs["schema"], input_path)
+        features, true_labels = read_csv_records(student_path, attrs.get("schema"), input_path)
     else:
         data = read_dataset(input_path)
         features, true_labels = data.features, data.labels
