@@ -298,3 +298,22 @@ def test_predict_raw_csv_end_to_end(tmp_path):
     by_h5 = _cli("predict", student, data / "test.h5", "--json")
     assert by_csv.exit_code == 0 and by_h5.exit_code == 0, (by_csv.output, by_h5.output)
     assert json.loads(by_csv.output) == json.loads(by_h5.output)
+
+
+def test_one_file_split_detects_text_columns(tmp_path):
+    rows = _rows(200, 4)
+    path = _write(tmp_path / "all.csv", rows)
+    build_csv(tmp_path / "out", input=path, label_column="y", individual_column="id", seed=1)
+    schema = json.loads((tmp_path / "out" / "schema.json").read_text())
+    kinds = {c["name"]: c["kind"] for c in schema["columns"]}
+    assert kinds == {"age": "numeric", "work": "categorical", "zip": "numeric"}
+    assert schema["classes"] == ["high", "low"]
+    private = read_dataset(tmp_path / "out" / "private.h5")
+    assert private.feature_names == ("age", *(f"work={w}" for w in WORKS), "work=<other>", "zip")
+
+
+def test_predict_csv_needs_a_schema(tmp_path):
+    from pate.export import read_csv_records
+
+    with pytest.raises(PateError, match=r"s\.h5: has no schema, so `input_path` x\.csv"):
+        read_csv_records("s.h5", None, "x.csv")

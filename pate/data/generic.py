@@ -3,14 +3,24 @@
 The input holds features, a label column and, normally, an individual-id column:
 
 * **CSV**: a header line, then one record per line. ``label_column`` and ``individual_column`` name
-  columns; the features are ``feature_columns`` (default: every other column), all numeric.
+  columns; the features are ``feature_columns`` (default: every other column). Numeric columns stay
+  numbers; text columns (a non-numeric cell in the public split) and ``categorical_columns`` are
+  one-hot encoded, with an ``<other>`` indicator for values the public split lacks. Missing cells
+  (empty, ``NA``, ``NaN``, ``?``) follow ``missing``: ``error`` (one line listing every column with
+  missing cells and their counts), ``drop`` the record, or ``fill`` (the public split's median, or a
+  ``<missing>`` indicator). Either ``input`` (one file, split by individual) or three files
+  ``private``, ``public`` (may lack the label column) and ``test``.
 * **NPZ** (``numpy.savez``): arrays named ``features_array`` (``(N, ...)``), ``label_column`` and
   ``individual_column`` (``(N,)`` each). Pickled object arrays are refused.
 * **HDF5**: the same, as datasets at the file's top level (a ``pate-dataset`` file qualifies).
 
-Labels may be non-negative integers (used as class ids, ``num_classes = max + 1``) or strings (mapped
-to class ids in sorted order, the names kept as ``class_names``). Features are stored as ``uint8`` when
-they are ``uint8`` (or booleans), else as ``float32``; NaN or infinite values are refused.
+Every constant that can reach a release comes from the public split or the user's declarations,
+never from the private split (:mod:`pate.data.schema`): column kinds, vocabularies, fill values and
+the classes: ``classes`` as declared, else the labels of the public and test splits (integer class
+ids, ``num_classes = max + 1``, or names in sorted order). A private label outside them is an error.
+The schema is written as ``schema.json`` beside the split files and as their ``schema`` attribute.
+Features are stored as ``uint8`` when they are ``uint8`` (or booleans), else as ``float32``; NaN or
+infinite values are refused.
 
 The split (:func:`pate.data.splits.split_by_individual`) puts every individual's records in exactly one
 of private, public and test, which is what PATE's per-individual guarantee needs (design, privacy
