@@ -19,7 +19,17 @@ HELP = {
     "vehicles": "adas: number of private vehicles (default 2500, ~100k records).",
     "source_dir": "mnist/adult/fashion-mnist: read the source files from this folder instead of "
     "the installed package (same layout; still MD5-verified).",
-    "input": "csv/npz/h5: the file to import.",
+    "input": "csv/npz/h5: the file to import, split into private, public and test by individual.",
+    "private": "csv: the private file (with --public and --test, instead of --input).",
+    "public": "csv: the public file; it may lack the label column (unlabeled).",
+    "test": "csv: the test file (labeled).",
+    "categorical_columns": "csv: comma-separated columns to one-hot encode as categories (text "
+    "columns are detected from the public split); vocabularies come from the public split, unseen "
+    "values go to an '<other>' indicator.",
+    "classes": "csv/npz/h5: comma-separated class names, in class-id order (default: the labels of "
+    "the public and test splits, never the private one).",
+    "missing": "csv: missing cells (empty, NA, NaN, ?): error (default), drop the record, or fill "
+    "(median / a '<missing>' category, from the public split).",
     "label_column": "csv/npz/h5: column or array of the labels.",
     "individual_column": "csv/npz/h5: column or array saying whose record each is (all of one "
     "individual's records stay in one split).",
@@ -43,11 +53,17 @@ option = partial(common.field_option, HELP)
 @option("--vehicles", type=click.IntRange(min=2))
 @option("--source-dir", type=click.Path(file_okay=False))
 @option("--input")
+@option("--private", type=click.Path(dir_okay=False))
+@option("--public", type=click.Path(dir_okay=False))
+@option("--test", type=click.Path(dir_okay=False))
 @option("--label-column")
 @option("--individual-column")
 @option("--records-are-individuals", is_flag=True)
 @option("--features-array")
 @option("--feature-columns")
+@option("--categorical-columns")
+@option("--classes")
+@option("--missing", type=click.Choice(("error", "drop", "fill")))
 @option("--public-fraction", type=float)
 @option("--test-fraction", type=float)
 @option("--force", is_flag=True)
@@ -72,10 +88,16 @@ def command(name: str, out: str, force: bool, as_json: bool, **options) -> None:
       pate dataset mnist --out data/mnist
       pate dataset csv --input patients.csv --label-column outcome \\
           --individual-column patient_id --public-fraction 0.1 --test-fraction 0.1 --out data/mine
+      pate dataset csv --private adult.data.csv --public public.csv --test adult.test.csv \\
+          --label-column income --records-are-individuals --missing fill --out data/adult
+
+    \b
+    csv also writes DIR/schema.json (columns, kinds, category vocabularies, fill values, classes),
+    built from the public split and the declared options only; `pate predict` applies it to a CSV.
     """
-    if options["feature_columns"] is not None:
-        columns = options["feature_columns"].split(",")
-        options["feature_columns"] = tuple(c.strip() for c in columns if c.strip())
+    for key in ("feature_columns", "categorical_columns", "classes"):
+        if options[key] is not None:
+            options[key] = tuple(c.strip() for c in options[key].split(",") if c.strip())
     given = {
         key: value for key, value in options.items() if value is not None and value is not False
     }

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 FILE = click.Path(dir_okay=False)
 HELP = {
-    "out": "Write predictions (labels, probabilities) to this HDF5 file.",
+    "out": "Write predictions (labels, probabilities) to this HDF5 file, or to CSV when it ends in "
+    ".csv (the predicted class name, then one probability column per class).",
     "force": "Replace an existing --out file.",
     "as_json": "Print a summary as JSON.",
 }
@@ -36,9 +37,14 @@ def command(
 ) -> None:
     """Predict labels for INPUT.h5 (a pate-dataset file) with the student in STUDENT.h5.
 
+    INPUT may also be a raw .csv file (labeled or not) when the student was trained on a dataset
+    from `pate dataset csv`: the schema it carries (from the public split) encodes it as the import
+    did.
+
     \b
     Example:
       pate predict run/release/student.h5 data/adas/test.h5 --out preds.h5
+      pate predict run/release/student.h5 new.csv --out predictions.csv
     """
     from pate.export import predict
 

@@ -5,7 +5,8 @@ Student file (``release/student.h5``, ``format = "pate-student"``)::
     params/<layer>/<name>          the student's weights
     preprocessing/mean, /std       normalisation (attr scale), fitted on public data
     attrs: format, version, model (architecture JSON), class_names, num_classes,
-           privacy_statement (plain language), privacy (the JSON report, as text)
+           privacy_statement (plain language), privacy (the JSON report, as text),
+           schema (optional: the public dataset's schema, JSON text; see pate.data.schema)
 
 It holds no teacher parameter, vote or private record, so it can be shipped as is. A student of the
 user's own model (``kind`` custom) stores only the reference ``"factory": "package.module:factory"``:
@@ -14,7 +15,8 @@ module and calls the factory, so the module must be importable there, and a bund
 naming a custom model is to be trusted like code.
 
 :func:`predict` is ``pate predict`` as one call: the student labels a ``pate-dataset`` file, and the
-predictions go to a ``pate-predictions`` file (``labels`` (N,), ``probabilities`` (N, C), attribute
+predictions go to a ``pate-predictions`` file (or a CSV file; a raw CSV input is encoded with the
+schema the student carries, :func:`read_csv_records`) (``labels`` (N,), ``probabilities`` (N, C), attribute
 ``class_names``). Errors name the argument they are about in backquotes, as `out`; the command maps
 each to its flag or argument.
 """
@@ -58,8 +60,9 @@ def save_student(
     class_names: tuple[str, ...],
     privacy: dict,
     statement: str,
+    schema: str | None = None,
 ) -> None:
-    """Write the student bundle atomically."""
+    """Write the student bundle atomically; ``schema``: the public dataset's schema (JSON text)."""
     with atomic_file(path) as tmp:
         with h5py.File(tmp, "w") as handle:
             handle.attrs["format"] = STUDENT_FORMAT
@@ -71,6 +74,8 @@ def save_student(
             ]
             handle.attrs["privacy_statement"] = statement
             handle.attrs["privacy"] = json.dumps(privacy)
+            if schema:
+                handle.attrs["schema"] = schema
             for name, leaf in traverse_util.flatten_dict(student.params, sep="/").items():
                 handle.create_dataset(f"params/{name}", data=np.asarray(leaf))
             prep = handle.create_group("preprocessing")
@@ -114,6 +119,8 @@ def load_student(path: str | os.PathLike) -> tuple[TrainedModel, dict]:
             "privacy_statement": statement,
             "privacy": _read_privacy(handle, path),
         }
+        if "schema" in handle.attrs:
+            attrs["schema"] = _attr_str(handle.attrs["schema"])
         flat = _read_params(handle, path, model)
         preprocessing = _read_preprocessing(handle, path, model)
     params = traverse_util.unflatten_dict(flat, sep="/")
@@ -301,6 +308,63 @@ def _read_preprocessing(handle: h5py.Group, path, model: ModelConfig) -> Preproc
     return Preprocessing(scale=float(scale), mean=values["mean"], std=std)
 
 
+def public_schema(path: str | os.PathLike) -> str | None:
+    """The ``schema`` attribute (JSON text) of a public dataset file, or None: what the student
+    bundle carries, taken from the public input only."""
+    with open_h5(path, "dataset file") as handle:
+        return _attr_str(handle.attrs.get("schema"))
+
+
+def read_csv_records(
+    student_path, schema_text: str | None, input_path
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(features, labels or None)`` of a raw CSV file under the student's schema: the import's
+    one-hot encoding, fill values from the public split, unseen categories as ``<other>``. Labels
+    when the file has the label column with no missing cell."""
+    from pate.data.schema import (
+        encode_labels_with,
+        encode_table,
+        is_missing,
+        load_schema,
+        read_csv_raw,
+    )
+
+    if not schema_text:
+        raise PateError(
+            f"{student_path}: has no schema, so `input_path` {input_path} (CSV) cannot be encoded; "
+            "expected a pate-dataset .h5 file, or a student of a dataset from `pate dataset csv`"
+        )
+    schema = load_schema(schema_text, student_path)
+    if not schema["columns"]:
+        raise PateError(
+            f"{student_path}: its schema has no columns (array data), expected a pate-dataset .h5 "
+            f"file as `input_path`, not {input_path}"
+        )
+    header, cells = read_csv_raw(input_path)
+    features = encode_table(schema, header, cells, input_path)
+    labels = None
+    if schema["label_column"] in header:
+        raw = cells[:, header.index(schema["label_column"])]
+        if not is_missing(raw).any():
+            labels = encode_labels_with(schema, raw, input_path)
+    return features, labels
+
+
+def write_predictions_csv(
+    path: str | os.PathLike, labels: np.ndarray, probabilities: np.ndarray, class_names
+) -> None:
+    """Write predictions as CSV atomically: one row per record, the predicted class name, then one
+    probability column per class (``p_<class>``)."""
+    import csv
+
+    with atomic_file(Path(path)) as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["predicted", *(f"p_{name}" for name in class_names)])
+            for label, row in zip(labels, probabilities, strict=True):
+                writer.writerow([class_names[int(label)], *(repr(float(p)) for p in row)])
+
+
 def write_predictions(
     path: str | os.PathLike, labels: np.ndarray, probabilities: np.ndarray, class_names
 ) -> None:
@@ -351,8 +415,10 @@ def predict(
     out: str | os.PathLike | None = None,
     force: bool = False,
 ) -> PredictionResult:
-    """Label the records of ``input_path`` (a ``pate-dataset`` file) with the student bundle at
-    ``student_path``, and with ``out`` write the predictions there (atomically).
+    """Label the records of ``input_path`` (a ``pate-dataset`` file, or a raw ``.csv`` file when the
+    student carries a schema) with the student bundle at ``student_path``, and with ``out`` write the
+    predictions there (atomically): a ``pate-predictions`` HDF5 file, or CSV when ``out`` ends in
+    ``.csv`` (:func:`write_predictions_csv`).
 
     Refuses, before anything is read, an ``out`` that is, holds or lies inside an input (``force`` or
     not); then a student that does not load, an input whose features do not have the student's input
@@ -365,19 +431,26 @@ def predict(
     student_path, input_path = Path(student_path), Path(input_path)
     out = Path(out) if out else None
     student, attrs = load_student(student_path)
-    data = read_dataset(input_path)
-    if data.feature_shape != tuple(student.model.input_shape):
+    if input_path.suffix.lower() == ".csv":
+        features, true_labels = read_csv_records(student_path, attrs.get("schema"), input_path)
+    else:
+        data = read_dataset(input_path)
+        features, true_labels = data.features, data.labels
+    feature_shape = tuple(features.shape[1:])
+    if feature_shape != tuple(student.model.input_shape):
         raise PateError(
-            f"{input_path}: features have shape {data.feature_shape}, expected "
+            f"{input_path}: features have shape {feature_shape}, expected "
             f"{tuple(student.model.input_shape)} as the student in {student_path}"
         )
     if out is not None and out.exists() and not force:
         raise PateError(f"{out}: already exists; pass `force` to replace it", exit_code=4)
-    probabilities = student.probabilities(data.features)
+    probabilities = student.probabilities(features)
     labels = probabilities.argmax(axis=1)
-    if out is not None:
+    if out is not None and out.suffix.lower() == ".csv":
+        write_predictions_csv(out, labels, probabilities, attrs["class_names"])
+    elif out is not None:
         write_predictions(out, labels, probabilities, attrs["class_names"])
-    accuracy = None if data.labels is None else float((labels == data.labels).mean())
+    accuracy = None if true_labels is None else float((labels == true_labels).mean())
     return PredictionResult(
         student=student_path,
         input=input_path,

@@ -106,7 +106,8 @@ def make_dataset(
     Refuses an ``out`` that is, holds or lies inside an input (``input``, ``source_dir``), ``force``
     or not, and an existing ``out`` without ``force`` (exit code 4).
     """
-    inputs = {f"`{key}`": options.get(key) for key in ("input", "source_dir")}
+    keys = ("input", "source_dir", "private", "public", "test")
+    inputs = {f"`{key}`": options.get(key) for key in keys}
     refuse_overlap(inputs=inputs, outputs={"`out`": out})
     with atomic_dir(out, force=force) as tmp:
         names = {split: path.name for split, path in build_dataset(name, tmp, **options).items()}

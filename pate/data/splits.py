@@ -28,10 +28,11 @@ SPLITS = ("private", "public", "test")
 
 @dataclass(frozen=True)
 class Part:
-    """The records of one split: features, labels (always known at import) and individual ids."""
+    """The records of one split: features, labels (None only for an unlabeled public file) and
+    individual ids."""
 
     features: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
     individual_id: np.ndarray
 
 
@@ -64,8 +65,10 @@ def write_splits(
         part = parts[split]
         extra = dict(attrs or {})
         extra_arrays = None
-        labels: np.ndarray | None = part.labels.astype(np.int64)
-        if split == "public":
+        if part.labels is None and split != "public":
+            raise PateError(f"{name}: the {split} split has no labels, expected labels")
+        labels = None if part.labels is None else part.labels.astype(np.int64)
+        if split == "public" and labels is not None:
             extra["evaluation_labels_note"] = EVALUATION_LABELS_NOTE
             extra_arrays = {"evaluation_labels": labels}
             labels = None

@@ -33,7 +33,7 @@ from pate.distill.release import (
 )
 from pate.distill.workspace import compute_or_load_votes, write_private_notes
 from pate.errors import BudgetExhausted, PateError
-from pate.export import save_student
+from pate.export import public_schema, save_student
 from pate.io import (
     Dataset,
     array_fingerprint,
@@ -286,6 +286,7 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
             class_names=class_names,
             privacy=report,
             statement=report["statement"],
+            schema=public_schema(public_path),
         )
         write_report(tmp / REPORT_FILE, report)
         save_portable(tmp / PORTABLE_FILE, student, public.features.dtype)
