@@ -110,7 +110,7 @@ def command(**options) -> None:
             result = label_and_distill(job, on_batch=lambda done, spent: advance(done, total))
     for warning in result.private_warnings:
         click.echo(f"warning (private, kept out of the release): {warning}", err=True)
-    render(result, options, options["as_json"])
+    render(result, options["as_json"])
 
 
 #: Field -> flag, for library errors (`raise_budget` -> --raise-budget; the custom student's
@@ -130,30 +130,10 @@ def job_from_options(options: dict) -> DistillJob:
     )
 
 
-def render(result, options: dict, as_json: bool) -> None:
+def render(result, as_json: bool) -> None:
     report, spent = result.report, result.outcome.spent
-    summary = {
-        "release_dir": str(result.release_dir),
-        "workspace": str(options["workspace"]),
-        "epsilon": report["epsilon"],
-        "delta": report["delta"],
-        "mechanism": report["mechanism"],
-        "queries_seen": report["queries_seen"],
-        "queries_answered": report["queries_answered"],
-        "resumed_queries": result.outcome.resumed_queries,
-        "stop_reason": report["stop_reason"],
-        "epsilon_data_dependent_private": spent.epsilon_data_dependent,
-        "student_method": report["student"]["method"],
-        "student_model": report["student"]["model"],
-        "student_test_accuracy": result.student_accuracy,
-        "test_majority_rate": report.get("test_majority_rate"),
-        "label_accuracy": result.label_accuracy,
-        "private": report["private"],
-        "warnings": result.warnings,
-        "private_warnings": result.private_warnings,
-    }
     if as_json:
-        return common.echo_json(summary)
+        return common.echo_json(result.summary())
     out = common.console()
     resumed = result.outcome.resumed_queries
     out.print(

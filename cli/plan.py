@@ -121,10 +121,9 @@ def render(result: PlanResult) -> None:
 def _sizing(options: dict, sizing: dict) -> SizingResult:
     individuals, records = sizing["individuals"], sizing["records"]
     if sizing["private"]:
-        from pate.io import read_dataset
+        from pate.io import count_individuals
 
-        data = read_dataset(sizing["private"])
-        individuals, records = len(set(data.individual_id.tolist())), len(data)
+        individuals, records = count_individuals(sizing["private"])
     return size_teachers(
         epsilon=options["epsilon"],
         delta=options["delta"],

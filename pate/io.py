@@ -592,3 +592,14 @@ def _refuse_pair(out_name, out_raw, out_path, other_name, other_raw, other_path,
         f"{out_raw}: {out_name} {relation} {other_name} ({other_raw}), expected an output apart from "
         f"every {kind}"
     )
+
+
+def count_individuals(
+    path: str | os.PathLike, individual_column: str = "individual_id"
+) -> tuple[int, int]:
+    """``(individuals, records)`` of a dataset file, reading only its id column (for sizing, locally)."""
+    with open_h5(path, "dataset file") as handle:
+        read_dataset_attrs(handle, path)
+        check_fits_in_memory(handle, path, [individual_column])
+        ids = read_ids(handle, path, individual_column)
+    return len(np.unique(ids)), len(ids)

@@ -75,6 +75,32 @@ class DistillResult:
     label_accuracy: float | None
     warnings: list[str] = field(default_factory=list)
     private_warnings: list[str] = field(default_factory=list)
+    workspace: Path | None = None
+
+    def summary(self) -> dict:
+        """The run in plain values for the operator (the command's ``--json``). It holds the private
+        data-dependent epsilon and private warnings: not for publication (the release is)."""
+        report, outcome = self.report, self.outcome
+        return {
+            "release_dir": str(self.release_dir),
+            "workspace": str(self.workspace),
+            "epsilon": report["epsilon"],
+            "delta": report["delta"],
+            "mechanism": report["mechanism"],
+            "queries_seen": report["queries_seen"],
+            "queries_answered": report["queries_answered"],
+            "resumed_queries": outcome.resumed_queries,
+            "stop_reason": report["stop_reason"],
+            "epsilon_data_dependent_private": outcome.spent.epsilon_data_dependent,
+            "student_method": report["student"]["method"],
+            "student_model": report["student"]["model"],
+            "student_test_accuracy": self.student_accuracy,
+            "test_majority_rate": report.get("test_majority_rate"),
+            "label_accuracy": self.label_accuracy,
+            "private": report["private"],
+            "warnings": self.warnings,
+            "private_warnings": self.private_warnings,
+        }
 
 
 DEFAULT_STUDENT_HIDDEN = (256, 256)
@@ -294,7 +320,14 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
     for note in private_notes:
         warnings.warn(note, stacklevel=2)
     return DistillResult(
-        outcome, report, release_dir, student_accuracy, label_accuracy, public_notes, private_notes
+        outcome,
+        report,
+        release_dir,
+        student_accuracy,
+        label_accuracy,
+        public_notes,
+        private_notes,
+        workspace,
     )
 
 
