@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from reference_pmfs import gaussian_log_pmf, laplace_log_pmf
 from scipy import stats
 from scipy.special import logsumexp
 
@@ -24,23 +25,6 @@ from pate.noise import SeededNoise
 
 # ----------------------------------------------------------------------------------------------------
 # Reference pmfs
-
-
-def gaussian_log_pmf(sigma: float, support: np.ndarray) -> np.ndarray:
-    reach = int(40 * sigma) + 50
-    every = np.arange(-reach, reach + 1, dtype=np.float64)
-    log_norm = logsumexp(-(every**2) / (2 * sigma**2))
-    return -(support.astype(np.float64) ** 2) / (2 * sigma**2) - log_norm
-
-
-def laplace_log_pmf(scale: float, support: np.ndarray) -> np.ndarray:
-    # P(x) = (1 - r) / (1 + r) * r^|x| with r = exp(-1/scale)
-    r = math.exp(-1.0 / scale)
-    return math.log((1 - r) / (1 + r)) - np.abs(support) / scale
-
-
-# ----------------------------------------------------------------------------------------------------
-# Tail bounds for the data-dependent analysis
 
 
 def brute_difference_tail(log_pmf, reach: int, gap: int) -> float:

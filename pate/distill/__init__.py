@@ -10,7 +10,7 @@ Names are loaded on first use, so that importing :mod:`.config` does not import 
 
 from __future__ import annotations
 
-import importlib
+from pate._lazy import lazy_exports
 
 _EXPORTS = {
     "AGGREGATORS": ("config", "AGGREGATORS"),
@@ -31,14 +31,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attribute = _EXPORTS[name]
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -24,7 +24,7 @@ import JAX.
 
 from __future__ import annotations
 
-import importlib
+from pate._lazy import lazy_exports
 
 #: name -> (module, attribute): everything other modules, tests and scripts import from here.
 _EXPORTS = {
@@ -80,14 +80,4 @@ _EXPORTS = {
 __all__ = sorted(name for name in _EXPORTS if not name.startswith("_"))
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attribute = _EXPORTS[name]
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
