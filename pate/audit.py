@@ -1,0 +1,523 @@
+"""Empirical lower bounds on epsilon, held against the accountant's upper bound (``pate audit``).
+
+The accountant *claims* an upper bound: one query of the aggregator is ``(eps_up, delta)``-DP (the
+data-independent RDP curve of :func:`pate.labeling.worst_case_rdp`, converted at ``delta``), and ``k``
+queries are ``(eps_up(k), delta)``-DP. This module *measures* a lower bound by running the real
+aggregator (:func:`pate.aggregate.aggregate`, exact integer noise) many times on two neighbouring vote
+histograms, in the manner of statistical DP testers and of Chadha et al. (ICML 2024, "Auditing private
+prediction"). A lower bound above the claimed upper bound is a bug, in the aggregator or in the
+accountant, at confidence ``confidence``.
+
+Neighbours. One individual changes one teacher, which moves at most one vote of each query from one
+class to another. The audit uses the pairs ``D = (x, N - x, 0, ..., 0)`` and
+``D' = (x + 1, N - x - 1, 0, ..., 0)`` (``N`` teachers, all other classes empty): the most sensitive
+place for the noisy argmax is a two-class race, and for the threshold check of Confident- and
+Interactive-GNMax the maximum ``x`` (or ``x + 1``) sits near the threshold. A grid of ``x`` is searched
+(gaps of 0 to 4 noise scales between the two classes, and maxima from one ``sigma1`` above to two below
+the threshold). The output of one query is one of four categories (no answer, label 0, label 1, another
+label); every non-empty proper subset ``E`` of them is a candidate event.
+
+Statistic, one query. (eps, delta)-DP implies ``Pr[M(D) in E] <= e^eps Pr[M(D') in E] + delta`` for every
+``E`` and both orders of the pair, so with ``p = Pr[M(D) in E]`` and ``p' = Pr[M(D') in E]``::
+
+    eps >= ln((p - delta) / p')
+
+The audit replaces ``p`` by its one-sided Clopper-Pearson lower bound and ``p'`` by its upper bound
+(exact binomial intervals, ``scipy.stats.beta.ppf``), each at level ``alpha / 4`` with
+``alpha = 1 - confidence``; ``eps_low = max(0, ...)``.
+
+Statistic, k queries ("composed"). The same individual may sit behind every one of ``k`` identical
+queries, so the ``k``-fold run on ``(D, D')`` is a pair of neighbours for ``k`` queries. The count of
+queries whose output is in ``E`` is ``Binomial(k, p)`` (the aggregator draws fresh noise for every
+query: the one assumption here, the same the accountant makes when it composes), and the event
+``count >= t`` gives ``eps(k) >= ln((P[Bin(k, p) >= t] - delta) / P[Bin(k, p') >= t])``. The binomial
+tail increases with its probability, so plugging in the same Clopper-Pearson bounds (``p`` low, ``p'``
+high) keeps it a lower bound; the best ``t`` is searched exactly (no data is used to choose it).
+
+Honesty of the search. The pair, the event and its order are chosen on a *pilot* run
+(``pilot_trials`` per histogram), by the bound the final run would give if the pilot's frequencies were
+the truth. The chosen pair is then run again on *fresh* trials (``trials`` per histogram), and only
+those trials enter the reported bounds. The reported claims use four one-sided intervals (two for
+one query, two for ``k`` queries), each at ``alpha / 4`` (Bonferroni), so both lower bounds hold
+together with probability at least ``confidence``, and a correct aggregator with a correct accountant
+is reported FAIL with probability at most ``alpha``.
+
+What is not claimed: the lower bound is for these pairs and these events, so it is far below the upper
+bound when the argmax hides most of the noisy histogram (a realistic ``sigma`` against 250 teachers
+leaves little room); the composed bound assumes independent noise across queries (a bug that reuses
+noise across queries is not looked for).
+
+Everything here is host-side NumPy/SciPy and never prints; the audit's own noise is
+:class:`~pate.noise.SeededNoise` (``seed``) or, with ``seed=None``, the OS CSPRNG.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from pate.accounting import epsilon_from_rdp, resolve_orders
+from pate.aggregate import (
+    AggregateResult,
+    AggregatorConfig,
+    ConfidentGNMaxConfig,
+    GNMaxConfig,
+    InteractiveGNMaxConfig,
+    LNMaxConfig,
+    aggregate,
+)
+from pate.errors import PateError
+from pate.labeling import worst_case_rdp
+from pate.noise import NoiseSource, make_noise
+
+__all__ = [
+    "AUDIT_FAILED_EXIT",
+    "AuditConfig",
+    "AuditResult",
+    "Bound",
+    "Mechanism",
+    "audit",
+    "claimed_config",
+    "clopper_pearson",
+    "epsilon_lower_bound",
+    "epsilon_lower_bound_composed",
+    "neighbour_pairs",
+]
+
+#: The CLI's exit status when the audit finds a lower bound above the claimed upper bound.
+AUDIT_FAILED_EXIT = 5
+
+#: A mechanism under audit: ``(votes (n, C), noise) -> AggregateResult``. The default runs
+#: :func:`pate.aggregate.aggregate` with the audited configuration.
+Mechanism = Callable[[np.ndarray, NoiseSource], AggregateResult]
+
+CATEGORIES = ("no answer", "label 0", "label 1", "another label")
+#: Every non-empty proper subset of the categories, as boolean masks (14 events).
+EVENTS = tuple(
+    np.array([i in subset for i in range(4)])
+    for size in (1, 2, 3)
+    for subset in itertools.combinations(range(4), size)
+)
+_CHUNK = 1 << 16  # trials per call of the mechanism: bounded memory, vectorised noise
+_GAP_SCALES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)  # two-class gaps, in noise scales
+_THRESHOLD_SCALES = (-1.0, -0.5, 0.0, 0.5, 1.0, 2.0)  # threshold minus maximum, in sigma1
+_PILOT_SHIFT = 0.16  # one-sided level of the pilot's cautious estimates (about one standard error)
+
+
+def _integer(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise PateError(f"Expected {name}={value!r} to be an integer >= {low}.")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """What is audited and how hard.
+
+    Attributes:
+        aggregator: the aggregator and the parameters its accountant claims.
+        num_teachers: teachers behind every vote histogram (the pairs are built from it).
+        num_classes: classes of the histograms (2 is the most sensitive; the claim holds for any).
+        trials: fresh runs of the aggregator per histogram of the chosen pair (the reported bounds).
+        pilot_trials: runs per histogram of every candidate pair, to choose the pair and the event.
+        queries: ``k`` of the composed comparison.
+        delta: the delta at which both epsilons are stated.
+        confidence: probability that both lower bounds hold together.
+        seed: the audit's own noise (``None``: the OS CSPRNG).
+        orders, conversion: how the accountant turns RDP into (epsilon, delta).
+    """
+
+    aggregator: AggregatorConfig
+    num_teachers: int
+    num_classes: int = 2
+    trials: int = 200_000
+    pilot_trials: int = 20_000
+    queries: int = 1000
+    delta: float = 1e-5
+    confidence: float = 0.95
+    seed: int | None = 0
+    orders: str = "default"
+    conversion: str = "improved"
+
+    def __post_init__(self) -> None:
+        if not isinstance(
+            self.aggregator,
+            (LNMaxConfig, GNMaxConfig, ConfidentGNMaxConfig, InteractiveGNMaxConfig),
+        ):
+            raise PateError(
+                f"Expected aggregator to be an aggregator config, got {type(self.aggregator).__name__}."
+            )
+        _integer("num_teachers", self.num_teachers, 2)
+        _integer("num_classes", self.num_classes, 2)
+        _integer("trials", self.trials, 100)
+        _integer("pilot_trials", self.pilot_trials, 100)
+        _integer("queries", self.queries, 1)
+        if self.seed is not None:
+            _integer("seed", self.seed, 0)
+        for name in ("delta", "confidence"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
+                raise PateError(f"Expected {name}={value!r} in (0, 1).")
+        resolve_orders(self.orders)
+        if self.conversion not in ("classic", "improved"):
+            raise PateError(f"Expected conversion={self.conversion!r} in classic, improved.")
+
+    @property
+    def alpha(self) -> float:
+        """Level of each of the four one-sided intervals (Bonferroni)."""
+        return (1.0 - self.confidence) / 4.0
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One comparison: the measured lower bound and the accountant's upper bound, for ``queries``.
+
+    ``histogram`` is the neighbour in the numerator (its event probability is bounded from below by
+    ``probability_low``), ``neighbour`` the one in the denominator (``probability_high``).
+    """
+
+    queries: int
+    epsilon_lower: float
+    epsilon_upper: float
+    histogram: tuple[int, ...]
+    neighbour: tuple[int, ...]
+    event: str
+    hits: int
+    neighbour_hits: int
+    trials: int
+    probability_low: float
+    probability_high: float
+
+    @property
+    def ratio(self) -> float:
+        return self.epsilon_lower / self.epsilon_upper if self.epsilon_upper > 0 else math.inf
+
+    @property
+    def passed(self) -> bool:
+        return self.epsilon_lower <= self.epsilon_upper
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "queries": self.queries,
+            "epsilon_lower": self.epsilon_lower,
+            "epsilon_upper": self.epsilon_upper,
+            "ratio": self.ratio,
+            "passed": self.passed,
+            "histogram": list(self.histogram),
+            "neighbour": list(self.neighbour),
+            "event": self.event,
+            "hits": self.hits,
+            "neighbour_hits": self.neighbour_hits,
+            "trials": self.trials,
+            "probability_low": self.probability_low,
+            "probability_high": self.probability_high,
+        }
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """The audit's two comparisons (one query, ``queries`` composed) and how they were obtained."""
+
+    config: AuditConfig
+    per_query: Bound
+    composed: Bound
+    candidate_pairs: int
+    mechanism_runs: int
+    noise: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.per_query.passed and self.composed.passed
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.passed else "FAIL"
+
+    def failure_message(self) -> str:
+        """One line naming what exceeded its claim (empty when the audit passed)."""
+        failed = [
+            f"{name}: lower bound {b.epsilon_lower:.4g} > claimed {b.epsilon_upper:.4g}"
+            for name, b in (
+                ("1 query", self.per_query),
+                (f"{self.composed.queries} queries", self.composed),
+            )
+            if not b.passed
+        ]
+        if not failed:
+            return ""
+        return (
+            f"audit FAILED for {self.config.aggregator.mechanism} at delta={self.config.delta:g} "
+            f"({'; '.join(failed)}; confidence {self.config.confidence:g}): the aggregator leaks more "
+            "than the accountant charges"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "verdict": self.verdict,
+            "mechanism": c.aggregator.mechanism,
+            "parameters": {k: v for k, v in c.aggregator.to_dict().items() if k != "mechanism"},
+            "num_teachers": c.num_teachers,
+            "num_classes": c.num_classes,
+            "delta": c.delta,
+            "confidence": c.confidence,
+            "trials": c.trials,
+            "pilot_trials": c.pilot_trials,
+            "orders": c.orders,
+            "conversion": c.conversion,
+            "per_query": self.per_query.to_dict(),
+            "composed": self.composed.to_dict(),
+            "candidate_pairs": self.candidate_pairs,
+            "mechanism_runs": self.mechanism_runs,
+            "noise": self.noise,
+            **self.extra,
+        }
+
+
+def claimed_config(
+    path: str | os.PathLike,
+    kind: str,
+    *,
+    num_classes: int | None = None,
+    queries: int | None = None,
+    delta: float | None = None,
+    **settings: Any,
+) -> tuple[AuditConfig, dict[str, Any]]:
+    """The audit of what a workspace or release (``kind``) claims: its aggregator, teachers, delta,
+    orders and conversion; ``queries`` defaults to its queries answered by the teachers, and
+    ``num_classes`` to the workspace's (a release does not record it: 2, the most sensitive).
+
+    Returns the config and ``{"source": path, "claimed_epsilon": ...}`` for the result's ``extra``.
+    Only public fields of the report are read (a release's privacy.json has nothing else).
+    """
+    from pate.inspection import inspect_path
+    from pate.labeling import aggregator_from_dict
+
+    inspection = inspect_path(path)
+    if inspection.kind != kind:
+        raise PateError(f"{path}: is a {inspection.kind}, expected a {kind}")
+    report = inspection.report
+    answered = report.get("queries_answered_by_teachers", report["queries_answered"])
+    config = AuditConfig(
+        aggregator_from_dict({"mechanism": report["mechanism"], **report["parameters"]}),
+        int(report["num_teachers"]),
+        num_classes=num_classes or (inspection.header.num_classes if inspection.header else 2),
+        queries=queries or max(1, int(answered)),
+        delta=delta or float(report["delta"]),
+        orders=report.get("orders", "default"),
+        conversion=report.get("conversion", "improved"),
+        **settings,
+    )
+    return config, {"source": str(path), "claimed_epsilon": report["epsilon"]}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Statistics
+
+
+def clopper_pearson(hits: int, trials: int, alpha: float) -> tuple[float, float]:
+    """One-sided exact binomial bounds ``(low, high)``, each holding with probability ``>= 1 - alpha``.
+
+    >>> low, high = clopper_pearson(50, 100, 0.025)
+    >>> round(low, 4), round(high, 4)
+    (0.3983, 0.6017)
+    """
+    low = 0.0 if hits == 0 else float(stats.beta.ppf(alpha, hits, trials - hits + 1))
+    high = 1.0 if hits == trials else float(stats.beta.ppf(1.0 - alpha, hits + 1, trials - hits))
+    return low, high
+
+
+def epsilon_lower_bound(p_low: float, q_high: float, delta: float) -> float:
+    """``max(0, ln((p_low - delta) / q_high))``: the epsilon that ``Pr[M(D) in E] >= p_low`` and
+    ``Pr[M(D') in E] <= q_high`` force on an (epsilon, delta)-DP mechanism."""
+    if p_low <= delta or q_high <= 0.0:
+        return 0.0 if p_low <= delta else math.inf
+    return max(0.0, math.log((p_low - delta) / q_high))
+
+
+def epsilon_lower_bound_composed(p_low: float, q_high: float, delta: float, queries: int) -> float:
+    """The same for ``queries`` independent runs: the best event ``count >= t`` over every ``t``.
+
+    ``max_t ln((P[Bin(k, p_low) >= t] - delta) / P[Bin(k, q_high) >= t])``, floored at 0; equal to
+    :func:`epsilon_lower_bound` for one query.
+    """
+    if p_low <= q_high or p_low <= delta:
+        return 0.0
+    if q_high <= 0.0:
+        return math.inf
+    k = int(queries)
+    spread = 12.0 * math.sqrt(k * 0.25) + 2.0
+    first = max(1, math.floor(k * q_high - spread))
+    last = min(k, math.ceil(k * p_low + spread))
+    t = np.unique(np.linspace(first, last, min(last - first + 1, 4001)).round().astype(np.int64))
+    upper = stats.binom.sf(t - 1, k, p_low) - delta
+    log_lower = stats.binom.logsf(t - 1, k, q_high)
+    keep = upper > 0
+    if not keep.any():
+        return 0.0
+    return max(0.0, float(np.max(np.log(upper[keep]) - log_lower[keep])))
+
+
+def accountant_epsilon(config: AuditConfig, queries: int) -> float:
+    """The accountant's data-independent epsilon of ``queries`` worst-case queries (each answered)."""
+    orders = resolve_orders(config.orders)
+    rdp = queries * worst_case_rdp(config.aggregator, orders)
+    return epsilon_from_rdp(rdp, orders, config.delta, conversion=config.conversion)[0]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pairs and trials
+
+
+def _noise_scales(config: AggregatorConfig) -> tuple[float, float | None]:
+    """(scale of the two-class race, sigma1 of the threshold check or None)."""
+    if isinstance(config, GNMaxConfig):
+        return config.sigma * math.sqrt(2.0), None
+    if isinstance(config, LNMaxConfig):
+        return config.scale * math.sqrt(2.0), None
+    return config.sigma2 * math.sqrt(2.0), config.sigma1
+
+
+def neighbour_pairs(config: AuditConfig) -> list[int]:
+    """The candidate ``x``: the pairs ``(x, N-x, 0...)`` and ``(x+1, N-x-1, 0...)``, tie first."""
+    n = config.num_teachers
+    low, high = n // 2, n - 1
+    race, sigma1 = _noise_scales(config.aggregator)
+    xs = [low + round(u * race / 2.0) for u in _GAP_SCALES] + [high]
+    if sigma1 is not None:
+        threshold = config.aggregator.threshold
+        if isinstance(config.aggregator, InteractiveGNMaxConfig):
+            threshold += n / config.num_classes  # max_j (n_j - m p_j) with uniform student p
+        xs += [math.ceil(threshold) - round(v * sigma1) for v in _THRESHOLD_SCALES]
+    return sorted({min(max(x, low), high) for x in xs}, key=lambda x: (x != low, x))
+
+
+def _histogram(config: AuditConfig, x: int) -> np.ndarray:
+    votes = np.zeros(config.num_classes, dtype=np.int64)
+    votes[0], votes[1] = x, config.num_teachers - x
+    return votes
+
+
+def _default_mechanism(config: AuditConfig) -> Mechanism:
+    aggregator = config.aggregator
+    if isinstance(aggregator, InteractiveGNMaxConfig):
+        # The student's probabilities are public; uniform ones keep the student from answering.
+        def interactive(votes: np.ndarray, noise: NoiseSource) -> AggregateResult:
+            probs = np.full(votes.shape, 1.0 / votes.shape[1])
+            return aggregate(votes, aggregator, noise, probs, num_teachers=config.num_teachers)
+
+        return interactive
+    return lambda votes, noise: aggregate(votes, aggregator, noise)
+
+
+def _category_counts(
+    mechanism: Mechanism, votes: np.ndarray, trials: int, noise: NoiseSource
+) -> np.ndarray:
+    """Run ``mechanism`` ``trials`` times on ``votes``; counts of the four output categories."""
+    counts = np.zeros(4, dtype=np.int64)
+    done = 0
+    while done < trials:
+        size = min(_CHUNK, trials - done)
+        result = mechanism(np.tile(votes, (size, 1)), noise)
+        labels = np.asarray(getattr(result, "labels", None))
+        if labels.shape != (size,) or labels.dtype.kind not in "iu":
+            raise PateError(
+                f"mechanism returned labels of shape {labels.shape}, expected ({size},) integers"
+            )
+        if labels.size and (labels.min() < -1 or labels.max() >= votes.size):
+            raise PateError(
+                f"mechanism returned labels in {labels.min()}..{labels.max()}, expected -1.."
+                f"{votes.size - 1}"
+            )
+        counts += np.bincount(np.minimum(labels, 2) + 1, minlength=4)
+        done += size
+    return counts
+
+
+def _event_name(mask: np.ndarray) -> str:
+    names = [CATEGORIES[i] for i in np.flatnonzero(mask)]
+    return names[0] if len(names) == 1 else "{" + ", ".join(names) + "}"
+
+
+def _candidates(counts: dict[int, np.ndarray], xs: list[int]):
+    """Every (numerator x, denominator x, event) of the pairs: both orders of each pair."""
+    for x in xs:
+        for num, den in ((x, x + 1), (x + 1, x)):
+            for mask in EVENTS:
+                yield num, den, mask, int(counts[num][mask].sum()), int(counts[den][mask].sum())
+
+
+def _score(hits: int, neighbour_hits: int, trials: int, config: AuditConfig, queries: int) -> float:
+    p_low = clopper_pearson(hits, trials, config.alpha)[0]
+    q_high = clopper_pearson(neighbour_hits, trials, config.alpha)[1]
+    if queries == 1:
+        return epsilon_lower_bound(p_low, q_high, config.delta)
+    return epsilon_lower_bound_composed(p_low, q_high, config.delta, queries)
+
+
+def _predicted(hits: int, neighbour_hits: int, config: AuditConfig, queries: int) -> float:
+    """The bound ``trials`` fresh runs would give if the event probabilities were the pilot's, each
+    moved one standard error against the bound (so that a few lucky pilot hits do not win)."""
+    p = clopper_pearson(hits, config.pilot_trials, _PILOT_SHIFT)[0]
+    q = clopper_pearson(neighbour_hits, config.pilot_trials, _PILOT_SHIFT)[1]
+    return _score(
+        round(p * config.trials), round(q * config.trials), config.trials, config, queries
+    )
+
+
+def audit(config: AuditConfig, mechanism: Mechanism | None = None) -> AuditResult:
+    """Measure lower bounds on epsilon for one query and for ``config.queries``; compare with the
+    accountant's upper bounds.
+
+    ``mechanism`` replaces the real aggregator (e.g. a deliberately broken one in a test); the claimed
+    upper bounds always come from ``config.aggregator``.
+    """
+    mechanism = mechanism or _default_mechanism(config)
+    noise = make_noise(config.seed)
+    xs = neighbour_pairs(config)
+    pilot = {
+        x: _category_counts(mechanism, _histogram(config, x), config.pilot_trials, noise)
+        for x in sorted({x for x0 in xs for x in (x0, x0 + 1)})
+    }
+    runs = len(pilot) * config.pilot_trials
+    final: dict[int, np.ndarray] = {}
+    bounds = []
+    for queries in (1, config.queries):
+        # Choose on the pilot: the bound ``trials`` fresh runs would give at the pilot's frequencies.
+        best = max(_candidates(pilot, xs), key=lambda c: _predicted(c[3], c[4], config, queries))
+        num, den, mask = best[:3]
+        for x in (num, den):
+            if x not in final:
+                final[x] = _category_counts(mechanism, _histogram(config, x), config.trials, noise)
+                runs += config.trials
+        hits, neighbour_hits = int(final[num][mask].sum()), int(final[den][mask].sum())
+        bounds.append(
+            Bound(
+                queries=queries,
+                epsilon_lower=_score(hits, neighbour_hits, config.trials, config, queries),
+                epsilon_upper=accountant_epsilon(config, queries),
+                histogram=tuple(int(v) for v in _histogram(config, num)),
+                neighbour=tuple(int(v) for v in _histogram(config, den)),
+                event=_event_name(mask),
+                hits=hits,
+                neighbour_hits=neighbour_hits,
+                trials=config.trials,
+                probability_low=clopper_pearson(hits, config.trials, config.alpha)[0],
+                probability_high=clopper_pearson(neighbour_hits, config.trials, config.alpha)[1],
+            )
+        )
+    return AuditResult(
+        config=config,
+        per_query=bounds[0],
+        composed=bounds[1],
+        candidate_pairs=len(xs),
+        mechanism_runs=runs,
+        noise=noise.description,
+    )
