@@ -23,7 +23,7 @@ Statistic, one query. (eps, delta)-DP implies ``Pr[M(D) in E] <= e^eps Pr[M(D') 
     eps >= ln((p - delta) / p')
 
 The audit replaces ``p`` by its one-sided Clopper-Pearson lower bound and ``p'`` by its upper bound
-(exact binomial intervals, ``scipy.stats.beta.ppf``), each at level ``alpha / 4`` with
+(exact binomial intervals, quantiles of the beta distribution), each at level ``alpha / 4`` with
 ``alpha = 1 - confidence``; ``eps_low = max(0, ...)``.
 
 Statistic, k queries ("composed"). The same individual may sit behind every one of ``k`` identical
@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from pate.accounting import epsilon_from_rdp, resolve_orders
 from pate.aggregate import (
@@ -329,8 +329,9 @@ def clopper_pearson(hits: int, trials: int, alpha: float) -> tuple[float, float]
     >>> round(low, 4), round(high, 4)
     (0.3983, 0.6017)
     """
-    low = 0.0 if hits == 0 else float(stats.beta.ppf(alpha, hits, trials - hits + 1))
-    high = 1.0 if hits == trials else float(stats.beta.ppf(1.0 - alpha, hits + 1, trials - hits))
+    # scipy.special.betaincinv is scipy.stats.beta.ppf without its per-call overhead.
+    low = 0.0 if hits == 0 else float(special.betaincinv(hits, trials - hits + 1, alpha))
+    high = 1.0 if hits == trials else float(special.betaincinv(hits + 1, trials - hits, 1 - alpha))
     return low, high
 
 
