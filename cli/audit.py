@@ -25,8 +25,7 @@ OPTIONS = [
     ("--delta", POSITIVE_FLOAT, None, "Delta of both epsilons [default: the run's, else 1e-5]."),
     ("--workspace", click.Path(), None, "Audit what this workspace's run claims."),
     ("--release", click.Path(), None, "Audit what this release's privacy.json claims."),
-    ("--trials", POSITIVE_INT, 200_000, "Fresh runs per histogram of the chosen pair."),
-    ("--pilot-trials", POSITIVE_INT, 20_000, "Runs per histogram of each candidate pair."),
+    ("--trials", POSITIVE_INT, 500_000, "Runs of the aggregator per histogram of a chosen pair."),
     ("--confidence", float, 0.95, "Probability that both lower bounds hold."),
     ("--seed", NATURAL_INT, 0, "Seed of the audit's own noise."),
 ]
@@ -67,7 +66,6 @@ def command(**o) -> None:
         raise click.UsageError("expected exactly one of --mechanism, --workspace and --release")
     settings = {
         "trials": o["trials"],
-        "pilot_trials": o["pilot_trials"],
         "confidence": o["confidence"],
         "seed": None if o["system_noise"] else o["seed"],
     }
@@ -110,9 +108,8 @@ def _render(result) -> None:
     lines = [
         f"Audit of {c.aggregator.mechanism} ({params}), {c.num_teachers} teachers, {c.num_classes} "
         f"classes, delta={c.delta:g}, confidence {c.confidence:g}",
-        f"{c.trials} fresh runs per histogram of the chosen pair ({c.pilot_trials} per histogram of "
-        f"{result.candidate_pairs} candidate pairs to choose it; {result.mechanism_runs} runs in all, "
-        f"noise {result.noise})",
+        f"{c.trials} runs per histogram of the pairs planned among {result.candidate_pairs} "
+        f"({result.mechanism_runs} runs in all; the audit's noise: {result.noise})",
     ]
     if "claimed_epsilon" in result.extra:
         lines.append(
@@ -127,7 +124,8 @@ def _render(result) -> None:
     for bound in (result.per_query, result.composed):
         lines.append(
             f"  {bound.queries} q: pair {list(bound.histogram)} vs {list(bound.neighbour)}, event "
-            f"{bound.event} ({bound.hits} vs {bound.neighbour_hits} of {bound.trials})"
+            f"{bound.event} ({bound.hits} vs {bound.neighbour_hits} of {bound.trials}; planned for "
+            f"noise x{bound.plan_noise_factor:g}, expecting {bound.planned:.4g})"
         )
     out = console()
     out.print("\n".join(lines), markup=False, soft_wrap=True)

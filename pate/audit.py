@@ -23,8 +23,8 @@ Statistic, one query. (eps, delta)-DP implies ``Pr[M(D) in E] <= e^eps Pr[M(D') 
     eps >= ln((p - delta) / p')
 
 The audit replaces ``p`` by its one-sided Clopper-Pearson lower bound and ``p'`` by its upper bound
-(exact binomial intervals, quantiles of the beta distribution), each at level ``alpha / 4`` with
-``alpha = 1 - confidence``; ``eps_low = max(0, ...)``.
+(exact binomial intervals, quantiles of the beta distribution), each at level ``alpha / M`` with
+``alpha = 1 - confidence`` and ``M`` the number of intervals (below); ``eps_low = max(0, ...)``.
 
 Statistic, k queries ("composed"). The same individual may sit behind every one of ``k`` identical
 queries, so the ``k``-fold run on ``(D, D')`` is a pair of neighbours for ``k`` queries. The count of
@@ -34,13 +34,22 @@ query: the one assumption here, the same the accountant makes when it composes),
 tail increases with its probability, so plugging in the same Clopper-Pearson bounds (``p`` low, ``p'``
 high) keeps it a lower bound; the best ``t`` is searched exactly (no data is used to choose it).
 
-Honesty of the search. The pair, the event and its order are chosen on a *pilot* run
-(``pilot_trials`` per histogram), by the bound the final run would give if the pilot's frequencies were
-the truth. The chosen pair is then run again on *fresh* trials (``trials`` per histogram), and only
-those trials enter the reported bounds. The reported claims use four one-sided intervals (two for
-one query, two for ``k`` queries), each at ``alpha / 4`` (Bonferroni), so both lower bounds hold
-together with probability at least ``confidence``, and a correct aggregator with a correct accountant
-is reported FAIL with probability at most ``alpha``.
+Honesty of the search. The pair, the event and its order are chosen *before* any trial is run, by a
+plan: the exact output distribution of the claimed aggregator on every candidate pair (the discrete
+Gaussian or Laplace pmf, summed on a grid; :func:`planned_probabilities`) gives the bound that
+``trials`` runs would reach, and the best pair and event are kept, one for one query and one for
+``queries``. Only then is the real aggregator run, ``trials`` times per histogram of the chosen
+pairs, and only those runs enter the reported bounds. The choice depends on no trial, so the search
+itself needs no correction. (A pilot run was tried first: at realistic noise its 20,000 runs per pair
+could not tell the candidates apart, and it chose an event without signal for half of the seeds.)
+A plan made for the claim alone can miss a bug that leaks *elsewhere*: Confident-GNMax with both
+noises four times too small almost never answers at the tie that is best for the claim, and leaks at
+the threshold instead. So one test per claim is planned for each ``plan_noise_factors`` (default: the
+claimed noise, and the noise times 0.25), the aggregator is run on every planned pair, and each
+claim reports its largest bound. That is ``M = 2 claims x len(plan_noise_factors) tests x 2 sides``
+one-sided intervals (8 by default), each at ``alpha / M`` (Bonferroni): all of them, hence both
+reported lower bounds, hold together with probability at least ``confidence``, and a correct
+aggregator with a correct accountant is reported FAIL with probability at most ``alpha``.
 
 What is not claimed: the lower bound is for these pairs and these events, so it is far below the upper
 bound when the argmax hides most of the noisy histogram (a realistic ``sigma`` against 250 teachers
@@ -57,7 +66,7 @@ import itertools
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -72,6 +81,7 @@ from pate.aggregate import (
     InteractiveGNMaxConfig,
     LNMaxConfig,
     aggregate,
+    threshold_offsets,
 )
 from pate.errors import PateError
 from pate.labeling import worst_case_rdp
@@ -89,6 +99,8 @@ __all__ = [
     "epsilon_lower_bound",
     "epsilon_lower_bound_composed",
     "neighbour_pairs",
+    "plan",
+    "planned_probabilities",
 ]
 
 #: The CLI's exit status when the audit finds a lower bound above the claimed upper bound.
@@ -108,7 +120,9 @@ EVENTS = tuple(
 _CHUNK = 1 << 16  # trials per call of the mechanism: bounded memory, vectorised noise
 _GAP_SCALES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)  # two-class gaps, in noise scales
 _THRESHOLD_SCALES = (-1.0, -0.5, 0.0, 0.5, 1.0, 2.0)  # threshold minus maximum, in sigma1
-_PILOT_SHIFT = 0.16  # one-sided level of the pilot's cautious estimates (about one standard error)
+_TAIL = (
+    40.0  # the planning pmfs reach 40 scales (Laplace) or sqrt(80) sigmas (Gaussian): mass < e^-40
+)
 
 
 def _integer(name: str, value: Any, low: int) -> None:
@@ -124,26 +138,28 @@ class AuditConfig:
         aggregator: the aggregator and the parameters its accountant claims.
         num_teachers: teachers behind every vote histogram (the pairs are built from it).
         num_classes: classes of the histograms (2 is the most sensitive; the claim holds for any).
-        trials: fresh runs of the aggregator per histogram of the chosen pair (the reported bounds).
-        pilot_trials: runs per histogram of every candidate pair, to choose the pair and the event.
+        trials: runs of the aggregator per histogram of each chosen pair.
         queries: ``k`` of the composed comparison.
         delta: the delta at which both epsilons are stated.
         confidence: probability that both lower bounds hold together.
         seed: the audit's own noise (``None``: the OS CSPRNG).
         orders, conversion: how the accountant turns RDP into (epsilon, delta).
+        plan_noise_factors: one test per claim is planned for the claimed aggregator with its noise
+            multiplied by each factor (1: as claimed; 0.25: the same bug-shaped alternative as the
+            test suite's, noise four times too small, which leaks most on other pairs).
     """
 
     aggregator: AggregatorConfig
     num_teachers: int
     num_classes: int = 2
-    trials: int = 200_000
-    pilot_trials: int = 20_000
+    trials: int = 500_000
     queries: int = 1000
     delta: float = 1e-5
     confidence: float = 0.95
     seed: int | None = 0
     orders: str = "default"
     conversion: str = "improved"
+    plan_noise_factors: tuple[float, ...] = (1.0, 0.25)
 
     def __post_init__(self) -> None:
         if not isinstance(
@@ -156,7 +172,6 @@ class AuditConfig:
         _integer("num_teachers", self.num_teachers, 2)
         _integer("num_classes", self.num_classes, 2)
         _integer("trials", self.trials, 100)
-        _integer("pilot_trials", self.pilot_trials, 100)
         _integer("queries", self.queries, 1)
         if self.seed is not None:
             _integer("seed", self.seed, 0)
@@ -167,11 +182,21 @@ class AuditConfig:
         resolve_orders(self.orders)
         if self.conversion not in ("classic", "improved"):
             raise PateError(f"Expected conversion={self.conversion!r} in classic, improved.")
+        factors = self.plan_noise_factors
+        if (
+            not isinstance(factors, tuple)
+            or not factors
+            or not all(isinstance(f, (int, float)) and 0 < f <= 1 for f in factors)
+        ):
+            raise PateError(
+                f"Expected plan_noise_factors={factors!r} to be a non-empty tuple of numbers in (0, 1]."
+            )
 
     @property
     def alpha(self) -> float:
-        """Level of each of the four one-sided intervals (Bonferroni)."""
-        return (1.0 - self.confidence) / 4.0
+        """Level of each one-sided interval: two per planned test, one test per claim (one query,
+        ``queries``) and noise factor (Bonferroni)."""
+        return (1.0 - self.confidence) / (4.0 * len(self.plan_noise_factors))
 
 
 @dataclass(frozen=True)
@@ -179,7 +204,8 @@ class Bound:
     """One comparison: the measured lower bound and the accountant's upper bound, for ``queries``.
 
     ``histogram`` is the neighbour in the numerator (its event probability is bounded from below by
-    ``probability_low``), ``neighbour`` the one in the denominator (``probability_high``).
+    ``probability_low``), ``neighbour`` the one in the denominator (``probability_high``). ``planned``
+    is the lower bound the plan expected from ``trials`` runs of an aggregator exactly as claimed.
     """
 
     queries: int
@@ -193,6 +219,8 @@ class Bound:
     trials: int
     probability_low: float
     probability_high: float
+    planned: float
+    plan_noise_factor: float
 
     @property
     def ratio(self) -> float:
@@ -217,6 +245,8 @@ class Bound:
             "trials": self.trials,
             "probability_low": self.probability_low,
             "probability_high": self.probability_high,
+            "planned": self.planned,
+            "plan_noise_factor": self.plan_noise_factor,
         }
 
 
@@ -269,9 +299,9 @@ class AuditResult:
             "delta": c.delta,
             "confidence": c.confidence,
             "trials": c.trials,
-            "pilot_trials": c.pilot_trials,
             "orders": c.orders,
             "conversion": c.conversion,
+            "plan_noise_factors": list(c.plan_noise_factors),
             "per_query": self.per_query.to_dict(),
             "composed": self.composed.to_dict(),
             "candidate_pairs": self.candidate_pairs,
@@ -406,12 +436,17 @@ def _histogram(config: AuditConfig, x: int) -> np.ndarray:
     return votes
 
 
+def _uniform_probs(votes: np.ndarray) -> np.ndarray:
+    # Interactive-GNMax: the student's probabilities are public; uniform ones are the audit's choice.
+    return np.full(votes.shape, 1.0 / votes.shape[-1])
+
+
 def _default_mechanism(config: AuditConfig) -> Mechanism:
     aggregator = config.aggregator
     if isinstance(aggregator, InteractiveGNMaxConfig):
-        # The student's probabilities are public; uniform ones keep the student from answering.
+
         def interactive(votes: np.ndarray, noise: NoiseSource) -> AggregateResult:
-            probs = np.full(votes.shape, 1.0 / votes.shape[1])
+            probs = _uniform_probs(votes)
             return aggregate(votes, aggregator, noise, probs, num_teachers=config.num_teachers)
 
         return interactive
@@ -442,17 +477,86 @@ def _category_counts(
     return counts
 
 
+# ----------------------------------------------------------------------------------------------------
+# The plan: the claimed aggregator's exact output distribution
+
+
+def _pmf(kind: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Integers ``z`` and the discrete Gaussian (``kind="gaussian"``) or Laplace pmf on them."""
+    if kind == "gaussian":
+        reach = math.ceil(scale * math.sqrt(2.0 * _TAIL)) + 2
+        z = np.arange(-reach, reach + 1)
+        log_weight = -(z.astype(np.float64) ** 2) / (2.0 * scale**2)
+    else:
+        reach = math.ceil(scale * _TAIL) + 2
+        z = np.arange(-reach, reach + 1)
+        log_weight = -np.abs(z).astype(np.float64) / scale
+    weight = np.exp(log_weight - log_weight.max())
+    return z, weight / weight.sum()
+
+
+def _argmax_probabilities(votes: np.ndarray, kind: str, scale: float) -> np.ndarray:
+    """``Pr[label = 0], Pr[label = 1], Pr[another label]`` of the noisy argmax (ties to the smallest
+    index): label 0 iff ``n_0 + Z_0 >= n_j + Z_j`` for every j; label 1 iff ``n_1 + Z_1 > n_0 + Z_0``
+    and ``>= n_j + Z_j`` for ``j >= 2``."""
+    z, pmf = _pmf(kind, scale)
+    cdf = np.cumsum(pmf)
+
+    def at_most(v: np.ndarray) -> np.ndarray:  # Pr[Z <= v] for integer arrays v
+        index = np.clip(v - z[0], -1, z.size - 1)
+        return np.where(index < 0, 0.0, cdf[np.maximum(index, 0)])
+
+    rest = votes[2:]
+    p0 = np.sum(pmf * at_most(votes[0] + z - votes[1]) * np.prod(
+        [at_most(votes[0] + z - n) for n in rest], axis=0))  # fmt: skip
+    p1 = np.sum(pmf * at_most(votes[1] + z - votes[0] - 1) * np.prod(
+        [at_most(votes[1] + z - n) for n in rest], axis=0))  # fmt: skip
+    return np.array([p0, p1, max(0.0, 1.0 - p0 - p1)])
+
+
+def _scaled(config: AuditConfig, factor: float) -> AuditConfig:
+    """The audit of the claimed aggregator with every noise scale multiplied by ``factor``."""
+    a = config.aggregator
+    if isinstance(a, GNMaxConfig):
+        scaled: AggregatorConfig = GNMaxConfig(a.sigma * factor)
+    elif isinstance(a, LNMaxConfig):
+        scaled = LNMaxConfig(a.scale * factor)
+    elif isinstance(a, ConfidentGNMaxConfig):
+        scaled = ConfidentGNMaxConfig(a.threshold, a.sigma1 * factor, a.sigma2 * factor)
+    else:
+        scaled = InteractiveGNMaxConfig(
+            a.threshold, a.sigma1 * factor, a.sigma2 * factor, a.student_confidence
+        )
+    return replace(config, aggregator=scaled)
+
+
+def planned_probabilities(config: AuditConfig, votes: np.ndarray) -> np.ndarray:
+    """The four category probabilities (no answer, label 0, label 1, another label) of the *claimed*
+    aggregator on ``votes``, exact up to ``e^-40`` (the plan; the audit never uses it as data)."""
+    aggregator = config.aggregator
+    if isinstance(aggregator, LNMaxConfig):
+        return np.concatenate(([0.0], _argmax_probabilities(votes, "laplace", aggregator.scale)))
+    if isinstance(aggregator, GNMaxConfig):
+        return np.concatenate(([0.0], _argmax_probabilities(votes, "gaussian", aggregator.sigma)))
+    rows = votes[None, :]
+    if isinstance(aggregator, InteractiveGNMaxConfig):
+        offset = threshold_offsets(
+            rows, aggregator.threshold, student_probs=_uniform_probs(rows), num_teachers=config.num_teachers
+        )[0]  # fmt: skip
+        student = 1.0 / votes.size > aggregator.student_confidence  # labels class 0 when unanswered
+    else:
+        offset, student = threshold_offsets(rows, aggregator.threshold)[0], False
+    z, pmf = _pmf("gaussian", aggregator.sigma1)
+    answered = float(pmf[z >= offset].sum())
+    labels = answered * _argmax_probabilities(votes, "gaussian", aggregator.sigma2)
+    if student:
+        return np.array([0.0, labels[0] + 1.0 - answered, labels[1], labels[2]])
+    return np.concatenate(([1.0 - answered], labels))
+
+
 def _event_name(mask: np.ndarray) -> str:
     names = [CATEGORIES[i] for i in np.flatnonzero(mask)]
     return names[0] if len(names) == 1 else "{" + ", ".join(names) + "}"
-
-
-def _candidates(counts: dict[int, np.ndarray], xs: list[int]):
-    """Every (numerator x, denominator x, event) of the pairs: both orders of each pair."""
-    for x in xs:
-        for num, den in ((x, x + 1), (x + 1, x)):
-            for mask in EVENTS:
-                yield num, den, mask, int(counts[num][mask].sum()), int(counts[den][mask].sum())
 
 
 def _score(hits: int, neighbour_hits: int, trials: int, config: AuditConfig, queries: int) -> float:
@@ -463,62 +567,78 @@ def _score(hits: int, neighbour_hits: int, trials: int, config: AuditConfig, que
     return epsilon_lower_bound_composed(p_low, q_high, config.delta, queries)
 
 
-def _predicted(hits: int, neighbour_hits: int, config: AuditConfig, queries: int) -> float:
-    """The bound ``trials`` fresh runs would give if the event probabilities were the pilot's, each
-    moved one standard error against the bound (so that a few lucky pilot hits do not win)."""
-    p = clopper_pearson(hits, config.pilot_trials, _PILOT_SHIFT)[0]
-    q = clopper_pearson(neighbour_hits, config.pilot_trials, _PILOT_SHIFT)[1]
-    return _score(
-        round(p * config.trials), round(q * config.trials), config.trials, config, queries
-    )
+def plan(config: AuditConfig, queries: int) -> tuple[int, int, np.ndarray, float]:
+    """``(x of the numerator, x of the denominator, event mask, expected bound)``: the pair, its order
+    and the event whose bound from ``trials`` runs of the claimed aggregator is largest (the tie pair
+    and the first event win ties)."""
+    xs = neighbour_pairs(config)
+    model = {
+        x: planned_probabilities(config, _histogram(config, x)) for x in {*xs, *(x + 1 for x in xs)}
+    }
+    best: tuple[int, int, np.ndarray, float] | None = None
+    n = config.trials
+    for x in xs:
+        for num, den in ((x, x + 1), (x + 1, x)):
+            for mask in EVENTS:
+                p, q = model[num][mask].sum(), model[den][mask].sum()
+                if p <= q:
+                    continue
+                expected = _score(round(p * n), round(q * n), n, config, queries)
+                if best is None or expected > best[3]:
+                    best = (num, den, mask, expected)
+    if best is None:  # nothing distinguishes the pairs (cannot happen with noise of finite scale)
+        return xs[0] + 1, xs[0], EVENTS[1], 0.0
+    return best
 
 
 def audit(config: AuditConfig, mechanism: Mechanism | None = None) -> AuditResult:
     """Measure lower bounds on epsilon for one query and for ``config.queries``; compare with the
     accountant's upper bounds.
 
-    ``mechanism`` replaces the real aggregator (e.g. a deliberately broken one in a test); the claimed
-    upper bounds always come from ``config.aggregator``.
+    ``mechanism`` replaces the real aggregator (e.g. a deliberately broken one in a test); the plan and
+    the claimed upper bounds always come from ``config.aggregator``.
     """
     mechanism = mechanism or _default_mechanism(config)
     noise = make_noise(config.seed)
-    xs = neighbour_pairs(config)
-    pilot = {
-        x: _category_counts(mechanism, _histogram(config, x), config.pilot_trials, noise)
-        for x in sorted({x for x0 in xs for x in (x0, x0 + 1)})
-    }
-    runs = len(pilot) * config.pilot_trials
-    final: dict[int, np.ndarray] = {}
+    counts: dict[int, np.ndarray] = {}
     bounds = []
     for queries in (1, config.queries):
-        # Choose on the pilot: the bound ``trials`` fresh runs would give at the pilot's frequencies.
-        best = max(_candidates(pilot, xs), key=lambda c: _predicted(c[3], c[4], config, queries))
-        num, den, mask = best[:3]
-        for x in (num, den):
-            if x not in final:
-                final[x] = _category_counts(mechanism, _histogram(config, x), config.trials, noise)
-                runs += config.trials
-        hits, neighbour_hits = int(final[num][mask].sum()), int(final[den][mask].sum())
-        bounds.append(
-            Bound(
-                queries=queries,
-                epsilon_lower=_score(hits, neighbour_hits, config.trials, config, queries),
-                epsilon_upper=accountant_epsilon(config, queries),
-                histogram=tuple(int(v) for v in _histogram(config, num)),
-                neighbour=tuple(int(v) for v in _histogram(config, den)),
-                event=_event_name(mask),
-                hits=hits,
-                neighbour_hits=neighbour_hits,
-                trials=config.trials,
-                probability_low=clopper_pearson(hits, config.trials, config.alpha)[0],
-                probability_high=clopper_pearson(neighbour_hits, config.trials, config.alpha)[1],
+        tests = []
+        for factor in config.plan_noise_factors:
+            num, den, mask, planned = plan(_scaled(config, factor), queries)
+            for x in (num, den):
+                if x not in counts:
+                    votes = _histogram(config, x)
+                    counts[x] = _category_counts(mechanism, votes, config.trials, noise)
+            hits, neighbour_hits = int(counts[num][mask].sum()), int(counts[den][mask].sum())
+            tests.append(
+                Bound(
+                    queries=queries,
+                    epsilon_lower=_score(hits, neighbour_hits, config.trials, config, queries),
+                    epsilon_upper=accountant_epsilon(config, queries),
+                    histogram=tuple(int(v) for v in _histogram(config, num)),
+                    neighbour=tuple(int(v) for v in _histogram(config, den)),
+                    event=_event_name(mask),
+                    hits=hits,
+                    neighbour_hits=neighbour_hits,
+                    trials=config.trials,
+                    probability_low=clopper_pearson(hits, config.trials, config.alpha)[0],
+                    probability_high=clopper_pearson(neighbour_hits, config.trials, config.alpha)[
+                        1
+                    ],
+                    planned=planned,
+                    plan_noise_factor=factor,
+                )
             )
-        )
+        # Every interval holds together (Bonferroni over all tests), so the largest bound is one.
+        bounds.append(max(tests, key=lambda b: b.epsilon_lower))
     return AuditResult(
         config=config,
         per_query=bounds[0],
         composed=bounds[1],
-        candidate_pairs=len(xs),
-        mechanism_runs=runs,
+        candidate_pairs=len(
+            {x for f in config.plan_noise_factors for x in neighbour_pairs(_scaled(config, f))}
+        ),
+        mechanism_runs=len(counts) * config.trials,
         noise=noise.description,
     )

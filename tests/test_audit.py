@@ -34,14 +34,16 @@ from pate.audit import (
     epsilon_lower_bound,
     epsilon_lower_bound_composed,
     neighbour_pairs,
+    plan,
+    planned_probabilities,
 )
 from pate.errors import PateError
 from pate.labeling import LEDGER_FILE, BudgetConfig, run_labeling
-from pate.noise import make_noise
+from pate.noise import SeededNoise, make_noise
 from pate.records import RunHeader
 from pate.report import privacy_report, write_report
 
-SMALL = {"num_teachers": 20, "num_classes": 3, "trials": 10_000, "pilot_trials": 2_000}
+SMALL = {"num_teachers": 20, "num_classes": 3, "trials": 10_000}
 CORRECT = [
     GNMaxConfig(4.0),
     LNMaxConfig(2.0),
@@ -153,6 +155,45 @@ def test_neighbour_pairs_start_at_the_tie_and_stay_in_range():
 
 
 @pytest.mark.parametrize(
+    "aggregator", [*CORRECT, InteractiveGNMaxConfig(10.0, 6.0, 4.0, 0.2)], ids=str
+)
+def test_the_plan_is_the_real_aggregators_distribution(aggregator):
+    """The plan's exact category probabilities agree with the real aggregator's frequencies."""
+    config = small(aggregator)
+    mechanism = audit_module._default_mechanism(config)
+    trials = 40_000
+    for x in (10, 13, 17):
+        votes = audit_module._histogram(config, x)
+        model = planned_probabilities(config, votes)
+        assert model.sum() == pytest.approx(1.0) and (model >= 0).all()
+        seen = audit_module._category_counts(mechanism, votes, trials, SeededNoise(x)) / trials
+        error = np.sqrt(model * (1 - model) / trials) + 1e-9
+        assert np.all(np.abs(seen - model) <= 4.5 * error), (x, model, seen)
+
+
+def test_the_plan_matches_a_direct_computation():
+    """Two classes, GNMax: Pr[label 0] = Pr[Z1 - Z0 <= n0 - n1], by a direct double sum."""
+    config = AuditConfig(GNMaxConfig(3.0), num_teachers=10)
+    z = np.arange(-60, 61)
+    pmf = np.exp(-(z**2) / 18.0)
+    pmf /= pmf.sum()
+    difference = z[:, None] - z[None, :]  # Z1 - Z0
+    joint = pmf[:, None] * pmf[None, :]
+    for x in (5, 7, 9):
+        model = planned_probabilities(config, np.array([x, 10 - x]))
+        assert model[1] == pytest.approx(joint[difference <= 2 * x - 10].sum(), rel=1e-12)
+        assert model[0] == 0.0 and model[3] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_plan_prefers_the_tie_for_many_queries_and_a_gap_for_one():
+    config = AuditConfig(GNMaxConfig(60.0), num_teachers=250, num_classes=6, trials=1_000_000)
+    numerator, denominator, _, expected = plan(config, 807)
+    assert {numerator, denominator} == {125, 126} and expected > 1.0
+    numerator, denominator, _, expected = plan(config, 1)
+    assert min(numerator, denominator) > 130 and 0.01 < expected < 0.079
+
+
+@pytest.mark.parametrize(
     ("field", "value"),
     [
         ("num_teachers", 1),
@@ -165,6 +206,9 @@ def test_neighbour_pairs_start_at_the_tie_and_stay_in_range():
         ("orders", "mine"),
         ("conversion", "exact"),
         ("trials", True),
+        ("plan_noise_factors", ()),
+        ("plan_noise_factors", (1.0, 2.0)),
+        ("plan_noise_factors", [1.0]),
     ],
 )
 def test_config_refuses_bad_values(field, value):
@@ -197,12 +241,14 @@ def test_correct_aggregators_pass_and_the_audit_has_power(aggregator):
         difference = np.subtract(bound.neighbour, bound.histogram)
         assert sorted(difference.tolist()) == [-1] + [0] * (len(difference) - 2) + [1]
     assert result.composed.ratio > 0.1  # far from vacuous on these small settings
-    assert result.mechanism_runs > result.config.trials
+    runs, trials = result.mechanism_runs, result.config.trials
+    assert runs % trials == 0 and 2 <= runs // trials <= 8  # at most 4 planned pairs
+    assert bound.planned > 0
 
 
 def test_correct_gnmax_passes_for_every_seed():
     for seed in range(4):
-        result = audit(small(GNMaxConfig(4.0), seed=seed, trials=5_000, pilot_trials=1_000))
+        result = audit(small(GNMaxConfig(4.0), seed=seed, trials=5_000))
         assert result.passed, result.failure_message()
 
 
@@ -216,6 +262,18 @@ def test_a_broken_aggregator_fails_loudly(aggregator):
     message = result.failure_message()
     assert message.startswith(f"audit FAILED for {aggregator.mechanism}") and "\n" not in message
     assert all(f"lower bound {b.epsilon_lower:.4g} > claimed" in message for b in failed)
+
+
+def test_the_scaled_down_plan_finds_a_bug_that_leaks_away_from_the_claims_best_pair():
+    """Confident-GNMax with both noises / 4 hardly answers at the tie the claim's plan picks; the plan
+    for noise x 0.25 looks near the threshold and catches it."""
+    aggregator = ConfidentGNMaxConfig(16.0, 6.0, 4.0)
+    claim_only = audit(
+        small(aggregator, plan_noise_factors=(1.0,)), mechanism=scaled_down(aggregator)
+    )
+    assert claim_only.passed
+    default = audit(small(aggregator), mechanism=scaled_down(aggregator))
+    assert not default.passed and default.composed.plan_noise_factor == 0.25
 
 
 def test_noise_scaled_down_by_half_is_caught_too():
@@ -241,7 +299,7 @@ def run(*args):
     return CliRunner().invoke(app, ["audit", *[str(a) for a in args]])
 
 
-SMALL_ARGS = ("--teachers", 20, "--classes", 3, "--trials", 10_000, "--pilot-trials", 2_000)
+SMALL_ARGS = ("--teachers", 20, "--classes", 3, "--trials", 10_000)
 
 
 def test_cli_passes_a_correct_aggregator():
@@ -322,7 +380,7 @@ def run_dirs(tmp_path):
 def test_cli_audits_what_a_release_and_a_workspace_claim(run_dirs):
     workspace, release, report = run_dirs
     for flag, path, classes in (("--release", release, 2), ("--workspace", workspace, 3)):
-        result = run(flag, path, "--trials", 10_000, "--pilot-trials", 2_000, "--json")
+        result = run(flag, path, "--trials", 10_000, "--json")
         assert result.exit_code == 0, result.output
         payload = json.loads(result.output)
         assert payload["mechanism"] == "gnmax" and payload["parameters"] == {"sigma": 4.0}
