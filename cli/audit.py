@@ -115,11 +115,13 @@ def _render(result) -> None:
         lines.append(
             f"{result.extra['source']} claims epsilon {result.extra['claimed_epsilon']:.4g}"
         )
-    lines.append(f"{'':13}{'lower (measured)':>17}{'upper (accountant)':>20}{'ratio':>8}")
-    for bound in (result.per_query, result.composed):
-        name = f"{bound.queries} quer{'y' if bound.queries == 1 else 'ies'}"
+    lines.append(
+        f"{'':13}{'lower (measured)':>17}{'ceiling':>10}{'upper (accountant)':>20}{'ratio':>8}"
+    )
+    for b in (result.per_query, result.composed):
+        name = f"{b.queries} quer{'y' if b.queries == 1 else 'ies'}"
         lines.append(
-            f"{name:13}{bound.epsilon_lower:>17.4g}{bound.epsilon_upper:>20.4g}{bound.ratio:>8.3f}"
+            f"{name:13}{b.epsilon_lower:>17.4g}{b.ceiling:>10.4g}{b.epsilon_upper:>20.4g}{b.ratio:>8.3f}"
         )
     for bound in (result.per_query, result.composed):
         lines.append(
@@ -127,6 +129,10 @@ def _render(result) -> None:
             f"{bound.event} ({bound.hits} vs {bound.neighbour_hits} of {bound.trials}; planned for "
             f"noise x{bound.plan_noise_factor:g}, expecting {bound.planned:.4g})"
         )
+    lines.append(
+        "ratio = lower / upper; ceiling = the same statistic at the claimed aggregator's exact"
+    )
+    lines.append("probabilities, over every pair: the most that infinitely many trials could show")
     out = console()
     out.print("\n".join(lines), markup=False, soft_wrap=True)
     verdict = "[bold green]PASS[/]" if result.passed else "[bold red]FAIL[/]"

@@ -51,6 +51,13 @@ one-sided intervals (8 by default), each at ``alpha / M`` (Bonferroni): all of t
 reported lower bounds, hold together with probability at least ``confidence``, and a correct
 aggregator with a correct accountant is reported FAIL with probability at most ``alpha``.
 
+The exact check. The same statistic evaluated at the claimed aggregator's exact probabilities, best
+over every pair ``(x, x + 1)`` (:func:`ceiling`), is a lower bound on the claimed aggregator's epsilon
+with no sampling at all. It shows how much of the gap to the upper bound is the audit's own limit and
+how much the cost of finite trials; and a ceiling above the upper bound is an accountant bug whatever
+the aggregator's code (the verdict is FAIL too). It rests on :func:`planned_probabilities`, which the
+tests check against the real aggregator's frequencies.
+
 What is not claimed: the lower bound is for these pairs and these events, so it is far below the upper
 bound when the argmax hides most of the noisy histogram (a realistic ``sigma`` against 250 teachers
 leaves little room); the composed bound assumes independent noise across queries (a bug that reuses
@@ -94,6 +101,7 @@ __all__ = [
     "Bound",
     "Mechanism",
     "audit",
+    "ceiling",
     "claimed_config",
     "clopper_pearson",
     "epsilon_lower_bound",
@@ -117,6 +125,7 @@ EVENTS = tuple(
     for size in (1, 2, 3)
     for subset in itertools.combinations(range(4), size)
 )
+_EXACT_TOLERANCE = 1e-9  # relative: floating-point sums of the exact statistic
 _CHUNK = 1 << 16  # trials per call of the mechanism: bounded memory, vectorised noise
 _GAP_SCALES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)  # two-class gaps, in noise scales
 _THRESHOLD_SCALES = (-1.0, -0.5, 0.0, 0.5, 1.0, 2.0)  # threshold minus maximum, in sigma1
@@ -205,7 +214,8 @@ class Bound:
 
     ``histogram`` is the neighbour in the numerator (its event probability is bounded from below by
     ``probability_low``), ``neighbour`` the one in the denominator (``probability_high``). ``planned``
-    is the lower bound the plan expected from ``trials`` runs of an aggregator exactly as claimed.
+    is the lower bound the plan expected from ``trials`` runs of the aggregator it was planned for
+    (the claimed one with its noise times ``plan_noise_factor``); ``ceiling`` is :func:`ceiling`.
     """
 
     queries: int
@@ -221,14 +231,26 @@ class Bound:
     probability_high: float
     planned: float
     plan_noise_factor: float
+    ceiling: float
 
     @property
     def ratio(self) -> float:
         return self.epsilon_lower / self.epsilon_upper if self.epsilon_upper > 0 else math.inf
 
     @property
-    def passed(self) -> bool:
+    def measured_passed(self) -> bool:
+        """The measured lower bound is within the claim (holds with the audit's confidence)."""
         return self.epsilon_lower <= self.epsilon_upper
+
+    @property
+    def exact_passed(self) -> bool:
+        """The exact value for the claimed aggregator is within the claim (no sampling: a failure
+        here is a bug of the accountant, whatever the code of the aggregator)."""
+        return self.ceiling <= self.epsilon_upper * (1.0 + _EXACT_TOLERANCE)
+
+    @property
+    def passed(self) -> bool:
+        return self.measured_passed and self.exact_passed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -237,6 +259,8 @@ class Bound:
             "epsilon_upper": self.epsilon_upper,
             "ratio": self.ratio,
             "passed": self.passed,
+            "measured_passed": self.measured_passed,
+            "exact_passed": self.exact_passed,
             "histogram": list(self.histogram),
             "neighbour": list(self.neighbour),
             "event": self.event,
@@ -247,6 +271,7 @@ class Bound:
             "probability_high": self.probability_high,
             "planned": self.planned,
             "plan_noise_factor": self.plan_noise_factor,
+            "ceiling": self.ceiling,
         }
 
 
@@ -272,14 +297,18 @@ class AuditResult:
 
     def failure_message(self) -> str:
         """One line naming what exceeded its claim (empty when the audit passed)."""
-        failed = [
-            f"{name}: lower bound {b.epsilon_lower:.4g} > claimed {b.epsilon_upper:.4g}"
-            for name, b in (
-                ("1 query", self.per_query),
-                (f"{self.composed.queries} queries", self.composed),
-            )
-            if not b.passed
-        ]
+        failed = []
+        claims = (("1 query", self.per_query), (f"{self.composed.queries} queries", self.composed))
+        for name, b in claims:
+            if not b.measured_passed:
+                failed.append(
+                    f"{name}: lower bound {b.epsilon_lower:.4g} > claimed {b.epsilon_upper:.4g}"
+                )
+            if not b.exact_passed:
+                failed.append(
+                    f"{name}: exact value for the claimed aggregator {b.ceiling:.4g} > claimed "
+                    f"{b.epsilon_upper:.4g}, the accountant undercharges"
+                )
         if not failed:
             return ""
         return (
@@ -567,6 +596,33 @@ def _score(hits: int, neighbour_hits: int, trials: int, config: AuditConfig, que
     return epsilon_lower_bound_composed(p_low, q_high, config.delta, queries)
 
 
+def ceiling(config: AuditConfig, queries: int) -> float:
+    """The statistic at the claimed aggregator's *exact* probabilities, best over every pair
+    ``(x, x + 1)`` (at most 400 of them, evenly spread) and event: the most that infinitely many
+    trials of a correct aggregator could show with this audit's pairs and events. The gap between it
+    and the accountant's bound is the audit's own limit (the argmax hides most of the noisy
+    histogram, and the pairs are those of 2-class races); the gap between the lower bound and it is
+    the cost of finite trials."""
+    low, high = config.num_teachers // 2, config.num_teachers - 1
+    xs = np.unique(np.linspace(low, high, min(high - low + 1, 400)).round().astype(int)).tolist()
+    model = {
+        x: planned_probabilities(config, _histogram(config, x)) for x in {*xs, *(x + 1 for x in xs)}
+    }
+    best = 0.0
+    for x in xs:
+        for num, den in ((x, x + 1), (x + 1, x)):
+            for mask in EVENTS:
+                p, q = model[num][mask].sum(), model[den][mask].sum()
+                if p > q:
+                    value = (
+                        epsilon_lower_bound(p, q, config.delta)
+                        if queries == 1
+                        else epsilon_lower_bound_composed(p, q, config.delta, queries)
+                    )
+                    best = max(best, value)
+    return best
+
+
 def plan(config: AuditConfig, queries: int) -> tuple[int, int, np.ndarray, float]:
     """``(x of the numerator, x of the denominator, event mask, expected bound)``: the pair, its order
     and the event whose bound from ``trials`` runs of the claimed aggregator is largest (the tie pair
@@ -603,6 +659,7 @@ def audit(config: AuditConfig, mechanism: Mechanism | None = None) -> AuditResul
     counts: dict[int, np.ndarray] = {}
     bounds = []
     for queries in (1, config.queries):
+        exact = ceiling(config, queries)
         tests = []
         for factor in config.plan_noise_factors:
             num, den, mask, planned = plan(_scaled(config, factor), queries)
@@ -628,6 +685,7 @@ def audit(config: AuditConfig, mechanism: Mechanism | None = None) -> AuditResul
                     ],
                     planned=planned,
                     plan_noise_factor=factor,
+                    ceiling=exact,
                 )
             )
         # Every interval holds together (Bonferroni over all tests), so the largest bound is one.
