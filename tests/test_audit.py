@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -443,3 +446,16 @@ def test_docstring_examples():
 
     result = doctest.testmod(audit_module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_help_has_an_example_and_the_group_lists_audit():
+    result = run("--help")
+    assert result.exit_code == 0 and "Example" in result.output and "pate audit" in result.output
+    assert "audit" in CliRunner().invoke(app, ["--help"]).output
+
+
+def test_the_command_and_the_library_import_no_jax():
+    code = "import sys, cli.audit, pate.audit; assert 'jax' not in sys.modules, 'jax imported'"
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
