@@ -8,12 +8,7 @@ from cli.common import NATURAL_INT, POSITIVE_FLOAT, POSITIVE_INT, console, echo_
 
 MECHANISMS = ["gnmax", "lnmax", "confident-gnmax", "interactive-gnmax"]
 OPTIONS = [
-    (
-        "--mechanism",
-        click.Choice(MECHANISMS),
-        None,
-        "Aggregator to audit (or --workspace, --release).",
-    ),
+    ("--mechanism", click.Choice(MECHANISMS), None, "Aggregator (or --workspace, --release)."),
     ("--sigma", POSITIVE_FLOAT, 40.0, "GNMax noise, and the default --sigma2."),
     ("--scale", POSITIVE_FLOAT, 20.0, "LNMax noise."),
     ("--threshold", float, None, "Confident-GNMax T [default: 80% of the teachers]."),
@@ -33,7 +28,7 @@ OPTIONS = [
 
 def _options(function):
     for flag, kind, default, text in reversed(OPTIONS):
-        shown = default is not None and flag != "--mechanism"
+        shown = default is not None
         function = click.option(flag, type=kind, default=default, show_default=shown, help=text)(
             function
         )
@@ -129,10 +124,7 @@ def _render(result) -> None:
             f"{bound.event} ({bound.hits} vs {bound.neighbour_hits} of {bound.trials}; planned for "
             f"noise x{bound.plan_noise_factor:g}, expecting {bound.planned:.4g})"
         )
-    lines.append(
-        "ratio = lower / upper; ceiling = the same statistic at the claimed aggregator's exact"
-    )
-    lines.append("probabilities, over every pair: the most that infinitely many trials could show")
+    lines.append("ratio = lower / upper; ceiling: what infinitely many runs could show (exact)")
     out = console()
     out.print("\n".join(lines), markup=False, soft_wrap=True)
     verdict = "[bold green]PASS[/]" if result.passed else "[bold red]FAIL[/]"
