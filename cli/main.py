@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "predict",
     "analyze",
     "plan",
+    "audit",
     "run",
 )
 

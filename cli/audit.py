@@ -1,0 +1,131 @@
+"""``pate audit``: an empirical lower bound on epsilon, held against the accountant's upper bound."""
+
+from __future__ import annotations
+
+import click
+
+from cli.common import NATURAL_INT, POSITIVE_FLOAT, POSITIVE_INT, console, echo_json
+
+MECHANISMS = ["gnmax", "lnmax", "confident-gnmax", "interactive-gnmax"]
+OPTIONS = [
+    ("--mechanism", click.Choice(MECHANISMS), None, "Aggregator (or --workspace, --release)."),
+    ("--sigma", POSITIVE_FLOAT, 40.0, "GNMax noise, and the default --sigma2."),
+    ("--scale", POSITIVE_FLOAT, 20.0, "LNMax noise."),
+    ("--threshold", float, None, "Confident-GNMax T [default: 80% of the teachers]."),
+    ("--sigma1", POSITIVE_FLOAT, None, "Threshold noise [default: 75% of T]."),
+    ("--sigma2", POSITIVE_FLOAT, None, "Answer noise [default: --sigma]."),
+    ("--teachers", POSITIVE_INT, None, "Number of teachers (with --mechanism)."),
+    ("--classes", click.IntRange(min=2), None, "Classes [default: the workspace's, else 2]."),
+    ("--queries", POSITIVE_INT, None, "k of the composed bound [default: answered, else 1000]."),
+    ("--delta", POSITIVE_FLOAT, None, "Delta of both epsilons [default: the run's, else 1e-5]."),
+    ("--workspace", click.Path(), None, "Audit what this workspace's run claims."),
+    ("--release", click.Path(), None, "Audit what this release's privacy.json claims."),
+    ("--trials", POSITIVE_INT, 500_000, "Runs of the aggregator per histogram of a chosen pair."),
+    ("--confidence", float, 0.95, "Probability that both lower bounds hold."),
+    ("--seed", NATURAL_INT, 0, "Seed of the audit's own noise."),
+]
+
+
+def _options(function):
+    for flag, kind, default, text in reversed(OPTIONS):
+        shown = default is not None
+        function = click.option(flag, type=kind, default=default, show_default=shown, help=text)(
+            function
+        )
+    return function
+
+
+@click.command("audit")
+@_options
+@click.option("--system-noise", is_flag=True, help="Draw the audit's noise from the OS CSPRNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def command(**o) -> None:
+    """Run the real aggregator many times on worst-case neighbouring vote histograms and report a
+    Clopper-Pearson lower bound on epsilon, for one query and for k queries composed, next to the
+    accountant's data-independent upper bound. A lower bound above the upper bound is a bug: the
+    verdict is FAIL and the exit status 5.
+
+    \b
+    Example:
+      pate audit --mechanism gnmax --sigma 60 --teachers 250 --classes 6 --queries 807
+      pate audit --release run/release --json
+    """
+    from dataclasses import replace
+
+    from pate.aggregate import aggregator_config
+    from pate.audit import AUDIT_FAILED_EXIT, AuditConfig, audit, claimed_config
+    from pate.errors import PateError
+
+    sources = [name for name in ("mechanism", "workspace", "release") if o[name] is not None]
+    if len(sources) != 1:
+        raise click.UsageError("expected exactly one of --mechanism, --workspace and --release")
+    settings = {
+        "trials": o["trials"],
+        "confidence": o["confidence"],
+        "seed": None if o["system_noise"] else o["seed"],
+    }
+    extra: dict = {}
+    if o["mechanism"] is None:
+        kind = sources[0]
+        config, extra = claimed_config(
+            o[kind],
+            kind,
+            num_classes=o["classes"],
+            queries=o["queries"],
+            delta=o["delta"],
+            **settings,
+        )
+    elif o["teachers"] is None:
+        raise click.UsageError("--mechanism needs --teachers")
+    else:
+        names = ("sigma", "scale", "threshold", "sigma1", "sigma2")
+        aggregator = aggregator_config(o["mechanism"], o["teachers"], **{k: o[k] for k in names})
+        config = AuditConfig(
+            aggregator,
+            o["teachers"],
+            num_classes=o["classes"] or 2,
+            queries=o["queries"] or 1000,
+            delta=o["delta"] or 1e-5,
+            **settings,
+        )
+    result = replace(audit(config), extra=extra)
+    if o["as_json"]:
+        echo_json(result.to_dict())
+    else:
+        _render(result)
+    if not result.passed:
+        raise PateError(result.failure_message(), exit_code=AUDIT_FAILED_EXIT)
+
+
+def _render(result) -> None:
+    c = result.config
+    params = ", ".join(f"{k}={v:g}" for k, v in c.aggregator.to_dict().items() if k != "mechanism")
+    lines = [
+        f"Audit of {c.aggregator.mechanism} ({params}), {c.num_teachers} teachers, {c.num_classes} "
+        f"classes, delta={c.delta:g}, confidence {c.confidence:g}",
+        f"{c.trials} runs per histogram of the pairs planned among {result.candidate_pairs} "
+        f"({result.mechanism_runs} runs in all; the audit's noise: {result.noise})",
+    ]
+    if "claimed_epsilon" in result.extra:
+        lines.append(
+            f"{result.extra['source']} claims epsilon {result.extra['claimed_epsilon']:.4g}"
+        )
+    lines.append(
+        f"{'':13}{'lower (measured)':>17}{'ceiling':>10}{'upper (accountant)':>20}{'ratio':>8}"
+    )
+    for b in (result.per_query, result.composed):
+        name = f"{b.queries} quer{'y' if b.queries == 1 else 'ies'}"
+        lines.append(
+            f"{name:13}{b.epsilon_lower:>17.4g}{b.ceiling:>10.4g}{b.epsilon_upper:>20.4g}{b.ratio:>8.3f}"
+        )
+    for bound in (result.per_query, result.composed):
+        lines.append(
+            f"  {bound.queries} q: pair {list(bound.histogram)} vs {list(bound.neighbour)}, event "
+            f"{bound.event} ({bound.hits} vs {bound.neighbour_hits} of {bound.trials}; planned for "
+            f"noise x{bound.plan_noise_factor:g}, expecting {bound.planned:.4g})"
+        )
+    lines.append("ratio = lower / upper; ceiling: what infinitely many runs could show (exact)")
+    out = console()
+    out.print("\n".join(lines), markup=False, soft_wrap=True)
+    verdict = "[bold green]PASS[/]" if result.passed else "[bold red]FAIL[/]"
+    out.print(f"verdict: {verdict} (a lower bound above the upper bound is a bug)")
