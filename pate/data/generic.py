@@ -489,8 +489,8 @@ def _split_one_csv(
     counts = {split: len(index) for split, index in indices.items()}
     split_note = (
         f"split by individual with seed {seed}: public_fraction {public_fraction:g}, "
-        f"test_fraction {test_fraction:g} of records (records: {counts['private']} private, "
-        f"{counts['public']} public, {counts['test']} test)"
+        f"test_fraction {test_fraction:g} of records (records: {counts['public']} public, "
+        f"{counts['test']} test; no private count, as the note goes on the public file too)"
     )
     return tables, note, split_note
 
@@ -631,10 +631,10 @@ def _import_arrays(
         schema=schema,
         attrs={
             "source": f"imported from {path.name} ({kind})",
+            # No count of the private split: these attributes go on the public file too.
             "split_note": f"split by individual with seed {seed}: public_fraction "
             f"{public_fraction:g}, test_fraction {test_fraction:g} of records "
-            f"(records: {counts['private']} private, {counts['public']} public, "
-            f"{counts['test']} test)",
+            f"(records: {counts['public']} public, {counts['test']} test)",
             "individual_note": note,
             "unit_of_privacy": "record" if records_are_individuals else "individual",
         },
