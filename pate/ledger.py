@@ -82,14 +82,19 @@ def _write_head(path: Path, seq: int, digest: str) -> None:
     target = head_path(path)
     body = {"digest": digest, "format": HEAD_FORMAT, "seq": seq, "version": LEDGER_VERSION}
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _MODE)
-    try:
-        os.fchmod(fd, _MODE)
-        _write_all(fd, (_canonical(body) + "\n").encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
+    try:  # from before the temporary exists: an interrupt anywhere removes it
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _MODE)
+        try:
+            os.fchmod(fd, _MODE)
+            _write_all(fd, (_canonical(body) + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     _fsync_dir(target.parent)
 
 
@@ -230,8 +235,9 @@ class Ledger:
         digest = _digest(body)
         line = (_canonical({**body, "digest": digest}) + "\n").encode("ascii")
         tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, _MODE)
-        try:
+        fd = None
+        try:  # from before the temporary exists: an interrupt anywhere removes it
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, _MODE)
             os.fchmod(fd, _MODE)
             _lock(fd, path)
             _write_all(fd, line)
@@ -246,7 +252,8 @@ class Ledger:
             _fsync_dir(path.parent)
             _write_head(path, 0, digest)
         except BaseException:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise

@@ -380,3 +380,64 @@ def test_json_default_serialises_numpy_values():
     }
     with pytest.raises(TypeError, match="set is not JSON-serialisable"):
         json.dumps({"s": {1}}, default=json_default)
+
+
+@pytest.mark.parametrize("writer", ["file", "dir", "dir-replacing"])
+def test_an_interrupt_just_after_the_temporary_is_created_leaves_nothing(
+    tmp_path, monkeypatch, writer
+):
+    """SIGINT and SIGTERM raise in the main thread at the first bytecode after a system call: the
+    one that creates the temporary too. That must already be inside the cleanup's reach."""
+    if writer == "dir-replacing":
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / "previous.txt").write_text("previous")
+    real = {"open": os.open, "mkdir": os.mkdir}
+    fired = []
+
+    def interrupted(name):
+        def call(target, *args, **kwargs):
+            result = real[name](target, *args, **kwargs)
+            if os.path.basename(target).startswith(".out.") and not fired:
+                fired.append(target)
+                raise KeyboardInterrupt  # as the signal handler would, right after the call
+            return result
+
+        return call
+
+    monkeypatch.setattr(os, "open", interrupted("open"))
+    monkeypatch.setattr(os, "mkdir", interrupted("mkdir"))
+    with pytest.raises(KeyboardInterrupt):
+        if writer == "file":
+            with atomic_file(tmp_path / "out"):
+                pytest.fail("the block must not run")
+        else:
+            with atomic_dir(tmp_path / "out", force=True):
+                pytest.fail("the block must not run")
+    monkeypatch.undo()
+    assert fired and hidden(tmp_path) == []
+    if writer == "dir-replacing":
+        assert (tmp_path / "out" / "previous.txt").read_text() == "previous"
+
+
+def test_an_interrupt_between_the_renames_of_a_replacement_puts_the_old_folder_back(
+    tmp_path, monkeypatch
+):
+    folder = tmp_path / "release"
+    folder.mkdir()
+    (folder / "student.h5").write_text("previous")
+    real = os.replace
+    calls = []
+
+    def replace(source, target):
+        calls.append(target)
+        real(source, target)
+        if len(calls) == 1:  # the old folder was moved aside; the new one is not in place yet
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_dir(folder, force=True) as tmp:
+            (tmp / "student.h5").write_text("new")
+            monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.undo()
+    assert (folder / "student.h5").read_text() == "previous"
+    assert hidden(tmp_path) == []

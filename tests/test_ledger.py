@@ -404,3 +404,36 @@ def test_budget_changes_are_recorded_in_order(tmp_path: Path) -> None:
         with pytest.raises(PateError, match="expected {max_epsilon: number}"):
             ledger.append([], budget={"max_epsilon": "lots"})
     assert Ledger.open(path).budgets() == [{"seq": 2, "max_epsilon": 4.5}]
+
+
+@pytest.mark.parametrize("moment", ["creating", "head"])
+def test_an_interrupt_while_a_temporary_exists_leaves_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    """SIGINT and SIGTERM raise at the first bytecode after a system call: here the one that creates
+    the ledger's temporary (``.<ledger>.<pid>.creating``) or fsyncs the head's (``...head...tmp``)."""
+    real_open, real_fsync = os.open, os.fsync
+
+    def open_then_interrupt(target, *args, **kwargs):
+        fd = real_open(target, *args, **kwargs)
+        if str(target).endswith(".creating"):
+            raise KeyboardInterrupt
+        return fd
+
+    def fsync_then_interrupt(fd):
+        real_fsync(fd)
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp"):
+            raise KeyboardInterrupt
+
+    if moment == "creating":
+        monkeypatch.setattr(os, "open", open_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            Ledger.create(tmp_path / "ledger.jsonl", HEADER)
+    else:
+        path = filled(tmp_path)
+        monkeypatch.setattr(os, "fsync", fsync_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            with Ledger.open(path) as ledger:
+                ledger.append(batch(100))
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
