@@ -11,12 +11,14 @@ lines plus a random 0 to 5 ms (so some land mid-write, some between batches); 2 
 after the last answer, while the student is trained; 1 as the release folder is being written.
 
 Cost. A run spends almost all of its start-up importing JAX and Flax (about 2 s of CPU, against
-milliseconds for the rest of it before the first answer). The killed runs are therefore forked from one
-process that has imported the command's modules once (a fork server, as ``multiprocessing``'s
-``forkserver``): each is still a separate process running ``pate label-and-distill`` from its start,
-writing the real files with fsync, and killed with SIGKILL. The reference and final runs are plain
-``python -m cli.main`` processes. The public set is its first 150 records and the student is supervised
-with 20 steps: neither changes what a kill can interrupt.
+milliseconds for the rest of it before the first answer). By default the killed runs are therefore
+forked from one process that has imported the command's modules once (a fork server, as
+``multiprocessing``'s ``forkserver``): each is still a separate process running ``pate
+label-and-distill`` from its start, writing the real files with fsync, and killed with SIGKILL. The
+reference and final runs are plain ``python -m cli.main`` processes. The public set is its first 150
+records and the student is supervised with 20 steps: neither changes what a kill can interrupt. The
+``slow`` variant (``make test-slow``) kills fresh ``python -m cli.main`` processes, on the whole public
+set with the default (self-training) student.
 """
 
 from __future__ import annotations
@@ -78,7 +80,9 @@ def _invoke(*args):
     assert result.exit_code == 0, result.output
 
 
-def _arguments(teachers: Path, public: Path, workspace: Path, release: Path) -> list[str]:
+def _arguments(
+    teachers: Path, public: Path, workspace: Path, release: Path, student: list[str]
+) -> list[str]:
     return [
         "label-and-distill",
         str(teachers),
@@ -102,10 +106,7 @@ def _arguments(teachers: Path, public: Path, workspace: Path, release: Path) -> 
         "5",
         "--batch-queries",
         "1",
-        "--student-method",
-        "supervised",
-        "--student-steps",
-        "20",
+        *student,
         "--json",
     ]
 
@@ -125,7 +126,7 @@ def _lines(path: Path) -> int:
 
 
 def _alive(pid: int) -> bool:
-    """Whether the fork server's child ``pid`` still runs (the server reaps it as it ends)."""
+    """Whether process ``pid`` still runs (the fork server reaps its children as they end)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -156,6 +157,9 @@ class ForkServer:
         self.child = int(line)
         return self.child
 
+    def alive(self, pid: int) -> bool:
+        return _alive(pid)
+
     def wait(self) -> int:
         """The exit status of the last child (negative: the signal that killed it)."""
         status = int(self.process.stdout.readline())
@@ -174,8 +178,52 @@ class ForkServer:
             assert status == 0, f"the fork server ended with status {status}"
 
 
+class FreshProcesses:
+    """Runs each command as ``python -m cli.main``, as a user would."""
+
+    def __init__(self, env: dict) -> None:
+        self.env = env
+        self.process: subprocess.Popen | None = None
+
+    def start(self, argv: list[str]) -> int:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *argv],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self.process.pid
+
+    def alive(self, pid: int) -> bool:
+        return self.process.poll() is None
+
+    def wait(self) -> int:
+        status, self.process = self.process.wait(), None
+        return status
+
+    def __enter__(self) -> FreshProcesses:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+# (runner, public records, student options)
+VARIANTS = {
+    "forked": (
+        ForkServer,
+        PUBLIC_RECORDS,
+        ["--student-method", "supervised", "--student-steps", "20"],
+    ),
+    "fresh": (FreshProcesses, None, ["--student-steps", "50"]),
+}
+
+
 @pytest.fixture()
-def setup(tiny_adas, tmp_path):
+def teachers(tiny_adas, tmp_path):
     _invoke("partition", tiny_adas["private"], "--teachers", 4, "--out", tmp_path / "shards.h5")
     _invoke(
         "train-teachers",
@@ -187,19 +235,28 @@ def setup(tiny_adas, tmp_path):
         "--hidden",
         8,
     )
+    return tmp_path / "teachers"
+
+
+def _public(tiny_adas, tmp_path: Path, records: int | None) -> Path:
+    """The tiny fleet's public set, or its first ``records`` records."""
+    if records is None:
+        return tiny_adas["public"]
     public = read_dataset(tiny_adas["public"])
-    assert len(public) > PUBLIC_RECORDS
+    assert len(public) > records
     first = {
-        "features": public.features[:PUBLIC_RECORDS],
-        "individual_id": public.individual_id[:PUBLIC_RECORDS],
+        "features": public.features[:records],
+        "individual_id": public.individual_id[:records],
         "path": "",
     }
     write_dataset(tmp_path / "public.h5", type(public)(**{**public.__dict__, **first}))
-    return tmp_path / "teachers", tmp_path / "public.h5"
+    return tmp_path / "public.h5"
 
 
-def test_sigkill_at_random_moments_never_loses_budget(setup, tmp_path):
-    teachers, public = setup
+@pytest.mark.parametrize("variant", ["forked", pytest.param("fresh", marks=pytest.mark.slow)])
+def test_sigkill_at_random_moments_never_loses_budget(tiny_adas, teachers, tmp_path, variant):
+    runner, records, student = VARIANTS[variant]
+    public = _public(tiny_adas, tmp_path, records)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     start = time.perf_counter()
@@ -208,7 +265,7 @@ def test_sigkill_at_random_moments_never_loses_budget(setup, tmp_path):
             sys.executable,
             "-m",
             "cli.main",
-            *_arguments(teachers, public, tmp_path / "ws_ref", tmp_path / "rel_ref"),
+            *_arguments(teachers, public, tmp_path / "ws_ref", tmp_path / "rel_ref", student),
         ],
         cwd=ROOT,
         env=env,
@@ -231,13 +288,13 @@ def test_sigkill_at_random_moments_never_loses_budget(setup, tmp_path):
     targets = [*targets.tolist(), len(expected) + 1, len(expected) + 1, "release"]
     kills = release_kills = 0
     release_retries = 2  # the release is written in about 30 ms: a kill may come too late
-    with ForkServer(env) as server:
+    with runner(env) as server:
         while targets:
             target = targets.pop(0)
-            pid = server.start(_arguments(teachers, public, workspace, release))
+            pid = server.start(_arguments(teachers, public, workspace, release, student))
             temporary = f".{release.name}.{pid}@"
             deadline = time.perf_counter() + 4 * duration
-            while time.perf_counter() < deadline and _alive(pid):
+            while time.perf_counter() < deadline and server.alive(pid):
                 if target == "release":
                     if any(name.startswith(temporary) for name in os.listdir(tmp_path)):
                         break
@@ -249,7 +306,7 @@ def test_sigkill_at_random_moments_never_loses_budget(setup, tmp_path):
                     )
                     break
                 time.sleep(0.0005)
-            if _alive(pid):
+            if server.alive(pid):
                 os.kill(pid, signal.SIGKILL)
             status = server.wait()
             if status == -signal.SIGKILL:
@@ -279,7 +336,12 @@ def test_sigkill_at_random_moments_never_loses_budget(setup, tmp_path):
     assert release_kills >= 1, "no kill landed while the release was written"
 
     final = subprocess.run(
-        [sys.executable, "-m", "cli.main", *_arguments(teachers, public, workspace, release)],
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            *_arguments(teachers, public, workspace, release, student),
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
