@@ -24,9 +24,9 @@ import hashlib
 import math
 import os
 import re
+import secrets
 import shutil
 import socket
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -378,17 +378,17 @@ def atomic_file(path: str | os.PathLike, *, private: bool = False) -> Iterator[P
             exit_code=4,
         )
     remove_stale_temporaries(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    created: list[Path] = []
     try:
+        tmp = _create_temporary(path, path.parent, ".tmp", created, folder=False)
         yield tmp
         os.chmod(tmp, PRIVATE_FILE_MODE if private else 0o644)
         _fsync_path(tmp)
         os.replace(tmp, path)
         _fsync_path(path.parent)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        for tmp in created:
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -418,12 +418,14 @@ def atomic_dir(
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.exists():
         raise PateError(f"{path}: folder {parent} does not exist")
-    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=parent))
+    created: list[Path] = []
+    aside: list[Path] = []
     try:
+        tmp = _create_temporary(path, parent, ".tmp", created, folder=True)
         yield tmp
         os.chmod(tmp, PRIVATE_DIR_MODE if private else 0o755)
         if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old", dir=parent))
+            old = _create_temporary(path, parent, ".old", aside, folder=True)
             os.replace(path, old / "x")
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -431,8 +433,38 @@ def atomic_dir(
             os.replace(tmp, path)
         _fsync_path(parent)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for tmp in created:
+            shutil.rmtree(tmp, ignore_errors=True)
+        for old in aside:  # cut between the two renames: the previous folder goes back in place
+            if os.path.lexists(old / "x") and not os.path.lexists(path):
+                os.replace(old / "x", path)
+            shutil.rmtree(old, ignore_errors=True)
         raise
+
+
+def _create_temporary(
+    path: Path, parent: Path, suffix: str, created: list[Path], *, folder: bool
+) -> Path:
+    """Create a new temporary of ``path`` in ``parent`` (a file, or a folder) and return it.
+
+    Its name is appended to ``created`` *before* it exists. SIGINT and SIGTERM raise in the main thread
+    at the first bytecode after a system call returns, the one creating the temporary included: a
+    caller that removes everything in ``created`` on the way out (inside its ``try``) leaves nothing
+    behind wherever the interrupt lands (``tempfile.mkstemp`` would return the name too late).
+    """
+    for _ in range(100):
+        candidate = parent / f"{_temp_prefix(path)}{secrets.token_hex(4)}{suffix}"
+        created.append(candidate)
+        try:
+            if folder:
+                os.mkdir(candidate, 0o700)
+            else:
+                os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            created.remove(candidate)
+            continue
+        return candidate
+    raise FileExistsError(f"{path}: no free temporary name in {parent}")
 
 
 def _temp_prefix(path: Path) -> str:

@@ -243,8 +243,9 @@ class Ledger:
         digest = _digest(body)
         line = (_canonical({**body, "digest": digest}) + "\n").encode("ascii")
         tmp = path.with_name(f".{path.name}.{os.getpid()}.creating")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, _MODE)
-        try:
+        fd = None
+        try:  # from before the temporary exists: an interrupt anywhere removes it
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, _MODE)
             os.fchmod(fd, _MODE)
             _lock(fd, path)
             _write_all(fd, line)
@@ -259,7 +260,8 @@ class Ledger:
             _fsync_dir(path.parent)
             _write_head(path, 0, digest)
         except BaseException:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise

@@ -414,3 +414,36 @@ def test_a_killed_head_update_leaves_no_temporary_after_the_next_open(tmp_path: 
     assert stale.exists()  # a reader never deletes anything
     Ledger.open(path).close()
     assert not stale.exists() and head_path(path).exists()
+
+
+@pytest.mark.parametrize("moment", ["creating", "head"])
+def test_an_interrupt_while_a_temporary_exists_leaves_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    """SIGINT and SIGTERM raise at the first bytecode after a system call: here the one that creates
+    the ledger's temporary (``.<ledger>.<pid>.creating``) or fsyncs the head's (``...head...tmp``)."""
+    real_open, real_fsync = os.open, os.fsync
+
+    def open_then_interrupt(target, *args, **kwargs):
+        fd = real_open(target, *args, **kwargs)
+        if str(target).endswith(".creating"):
+            raise KeyboardInterrupt
+        return fd
+
+    def fsync_then_interrupt(fd):
+        real_fsync(fd)
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp"):
+            raise KeyboardInterrupt
+
+    if moment == "creating":
+        monkeypatch.setattr(os, "open", open_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            Ledger.create(tmp_path / "ledger.jsonl", HEADER)
+    else:
+        path = filled(tmp_path)
+        monkeypatch.setattr(os, "fsync", fsync_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            with Ledger.open(path) as ledger:
+                ledger.append(batch(100))
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -286,13 +286,15 @@ def test_fit_student_refuses_bad_inputs() -> None:
         fit_student(features, np.array([0, 1]), np.array([0, 2]), TABULAR, config)
 
 
-@pytest.fixture
-def tiny_teachers(tiny_adas, tmp_path):
-    """Four small teachers on the tiny adas fleet, trained through the CLI; their folder."""
+@pytest.fixture(scope="module")
+def tiny_teachers(tiny_adas, tmp_path_factory):
+    """Four small teachers on the tiny adas fleet, trained through the CLI; their folder (shared by
+    the tests of this module, which only read it)."""
     from click.testing import CliRunner
 
     from cli.main import app
 
+    tmp_path = tmp_path_factory.mktemp("tiny-teachers")
     for args in (
         ["partition", tiny_adas["private"], "--teachers", 4, "--out", tmp_path / "shards.h5"],
         ["train-teachers", tmp_path / "shards.h5", "--out", tmp_path / "teachers"]
