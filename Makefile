@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo data-fashion bench clean
+.PHONY: install test test-slow lint demo data-fashion bench clean
 
 install: $(STAMP)
 
@@ -21,9 +21,15 @@ lint: install
 	$(BIN)/ruff check pate cli tests scripts
 	$(BIN)/ruff format --check pate cli tests scripts
 
+# The default suite (about 3 minutes on 2 idle cores), then the multi-device tests in their own process
+# (XLA's device count is fixed when JAX starts).
 test: install lint
-	$(BIN)/python -m pytest -q -m "not multidevice" tests
+	$(BIN)/python -m pytest -q -m "not multidevice and not slow" tests
 	XLA_FLAGS=--xla_force_host_platform_device_count=4 $(BIN)/python -m pytest -q -m multidevice tests
+
+# Before a release: the tests marked `slow` (real datasets, long end-to-end runs; a few minutes more).
+test-slow: install
+	$(BIN)/python -m pytest -q -m "slow and not multidevice" tests
 
 demo: install
 	$(BIN)/python scripts/demo.py
