@@ -89,6 +89,12 @@ def render(path: str, inspection: Inspection, plot: str | None) -> None:
         ("accountant", report["accountant"]),
         ("noise", report["noise"] + ("" if report["private"] else "  [NOT PRIVATE]")),
     ]
+    accuracy, majority = report.get("student_test_accuracy"), report.get("test_majority_rate")
+    if isinstance(accuracy, (int, float)) and isinstance(majority, (int, float)):
+        verdict = "" if accuracy > majority else "  [does not beat the majority rate]"
+        rows.append(
+            ("student test accuracy", f"{accuracy:.4f} (majority rate {majority:.4f}){verdict}")
+        )
     for name, value in rows:
         table.add_row(name, value)
     out = common.console()

@@ -318,3 +318,11 @@ def test_the_portable_student_runs_with_jax_alone_and_predicts_as_pate_does(
     )
     assert done.returncode == 0, done.stderr
     np.testing.assert_allclose(np.load(tmp_path / "portable.npy"), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_inspect_shows_the_student_against_the_majority_rate(pipeline):
+    out, summary = pipeline
+    shown = run("inspect", out / "release").output
+    assert "student test accuracy" in shown and "majority rate" in shown
+    released = json.loads(run("inspect", out / "release", "--json").output)
+    assert released["test_majority_rate"] == pytest.approx(summary["test_majority_rate"])
