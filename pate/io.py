@@ -392,6 +392,14 @@ def atomic_file(path: str | os.PathLike, *, private: bool = False) -> Iterator[P
         raise
 
 
+def ledger_inside(folder: str | os.PathLike) -> Path | None:
+    """The first privacy ledger (``ledger.jsonl``) anywhere inside ``folder``, or ``None``."""
+    for root, _, files in os.walk(folder):
+        if PROTECTED_FILE in files:
+            return Path(root) / PROTECTED_FILE
+    return None
+
+
 @contextlib.contextmanager
 def atomic_dir(
     path: str | os.PathLike, *, force: bool = False, private: bool = False
@@ -405,7 +413,7 @@ def atomic_dir(
     """
     path = Path(path)
     remove_stale_temporaries(path)  # first: it may move back the folder a killed run was replacing
-    if path.is_dir() and any(PROTECTED_FILE in files for _, _, files in os.walk(path)):
+    if path.is_dir() and ledger_inside(path) is not None:
         raise PateError(
             f"{path}: holds a privacy ledger ({PROTECTED_FILE}), which is never replaced; expected "
             "another output folder",

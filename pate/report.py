@@ -17,6 +17,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from pate.io import atomic_file
 from pate.records import RunHeader
 
@@ -127,3 +129,14 @@ def privacy_statement(report: dict) -> str:
 def write_report(path: str | os.PathLike, report: dict, *, private: bool = False) -> None:
     with atomic_file(Path(path), private=private) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def majority_rate(labels: np.ndarray, num_classes: int) -> float:
+    """The accuracy of always predicting the most common class: the baseline any model must beat.
+
+    >>> majority_rate(np.array([0, 1, 1, 1]), 3)
+    0.75
+    """
+    if len(labels) == 0:
+        return 0.0
+    return float(np.bincount(labels, minlength=num_classes).max() / len(labels))

@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from pate.errors import PateError
-from pate.io import PROTECTED_FILE, atomic_file, open_h5, require_format
+from pate.io import atomic_file, ledger_inside, open_h5, require_format
 from pate.labeling import read_header
 from pate.ledger import Ledger
 
@@ -92,11 +92,4 @@ def check_release_dir(
             f"{release_dir}: already exists and holds another run; pass `force` to replace it",
             exit_code=4,
         )
-    return None
-
-
-def ledger_inside(folder: Path) -> Path | None:
-    for root, _, files in os.walk(folder):
-        if PROTECTED_FILE in files:
-            return Path(root) / PROTECTED_FILE
     return None

@@ -55,7 +55,7 @@ from pate.models import ModelConfig, Preprocessing
 from pate.noise import make_noise
 from pate.portable import PORTABLE_FILE, save_portable
 from pate.records import QueryCharge, RunHeader
-from pate.report import privacy_report, write_report
+from pate.report import majority_rate, privacy_report, write_report
 from pate.student import StudentConfig, TrainedModel, fit_model, fit_student, resolve_method
 from pate.teachers import load_teacher_individuals, load_teachers
 
@@ -329,17 +329,6 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
         private_notes,
         workspace,
     )
-
-
-def majority_rate(labels: np.ndarray, num_classes: int) -> float:
-    """The accuracy of always predicting the most common class: the baseline any model must beat.
-
-    >>> majority_rate(np.array([0, 1, 1, 1]), 3)
-    0.75
-    """
-    if len(labels) == 0:
-        return 0.0
-    return float(np.bincount(labels, minlength=num_classes).max() / len(labels))
 
 
 def check_label_space(

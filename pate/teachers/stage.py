@@ -22,6 +22,7 @@ import numpy as np
 from pate.errors import PateError
 from pate.io import Dataset, atomic_dir, read_dataset, refuse_overlap
 from pate.models import ModelConfig
+from pate.report import majority_rate
 from pate.teachers.config import DEFAULT_HEAD_HIDDEN, DEFAULT_HIDDEN, TeachersJob, resolve_strategy
 from pate.teachers.ensemble import EnsembleResult, Progress, train_ensemble
 from pate.teachers.shards import ShardsFile, open_shards
@@ -146,8 +147,7 @@ def train_teachers(
         return TeachersResult(job, None, shards.num_teachers, kind, ensemble, None)
     accuracy = majority = None
     if test is not None:
-        counts = np.bincount(test.labels, minlength=shards.num_classes)
-        majority = float(counts.max() / max(1, len(test.labels)))
+        majority = majority_rate(test.labels, shards.num_classes)
         predictions = ensemble_predictions(
             ensemble.params,
             ensemble.model,
