@@ -32,6 +32,7 @@ from pate.errors import PateError
 
 __all__ = [
     "log_pr_answered_discrete",
+    "log_sf_discrete_gaussian_bounds",
     "log_sf_discrete_gaussian",
     "log_tail_difference_discrete_gaussian",
     "log_tail_difference_discrete_laplace",
@@ -186,6 +187,40 @@ def log_sf_discrete_gaussian(offsets: np.ndarray, sigma: float) -> np.ndarray:
         negative = np.log1p(-np.exp(np.minimum(complement, 0.0)))
     result = np.where(x >= 1, positive, negative)
     return np.minimum(_slack_up(result), 0.0)
+
+
+def log_sf_discrete_gaussian_bounds(
+    offsets: np.ndarray, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(lower, upper)`` bounds on ``ln Pr[Z >= x]`` for integers ``x``, ``Z ~ N_Z(0, sigma^2)``.
+
+    The upper bound is :func:`log_sf_discrete_gaussian`; the lower bound pairs the partial sums' lower
+    bound with the normaliser's upper bound (and the reverse for ``x <= 0``), lowered by the same
+    relative margin. A Renyi divergence of order ``alpha > 1`` raises one probability to the power
+    ``1 - alpha < 0``, and an upper bound on it needs this lower bound.
+    """
+    sigma = check_scale("sigma", sigma)
+    if sigma > _MAX_TAIL_SIGMA:
+        raise PateError(
+            f"Expected sigma={sigma} <= {_MAX_TAIL_SIGMA:g} for the discrete tail bound."
+        )
+    offsets = np.asarray(offsets)
+    if offsets.dtype.kind not in "iu":
+        raise PateError(f"offsets have dtype {offsets.dtype}, expected integers")
+    log_norm_lower, log_norm_upper = _gaussian_theta_sums(sigma)[:2]
+    x = offsets.astype(np.int64)
+    start = np.where(x >= 1, x, 1 - x)
+    upper, lower = _upper_tail_table(sigma, _table_size(int(start.max()) if start.size else 0))
+    tail_upper = upper[start] - log_norm_lower  # bounds on ln Pr[Z >= start], start >= 1
+    tail_lower = lower[start] - log_norm_upper
+    with np.errstate(divide="ignore"):
+        low = np.where(x >= 1, tail_lower, np.log1p(-np.exp(np.minimum(tail_upper, 0.0))))
+        high = np.where(x >= 1, tail_upper, np.log1p(-np.exp(np.minimum(tail_lower, 0.0))))
+    high = np.minimum(_slack_up(high), 0.0)
+    low = low.astype(np.float64)
+    finite = np.isfinite(low)
+    low[finite] -= _LOG_SLACK * (1.0 + np.abs(low[finite]))
+    return np.minimum(low, high), high
 
 
 def _plurality_gaps(votes: np.ndarray, num_classes_floor: int = 2) -> tuple[np.ndarray, np.ndarray]:
