@@ -14,6 +14,7 @@ import click
 from cli import common
 from cli.common import POSITIVE_FLOAT, POSITIVE_INT
 from pate.distill.config import AGGREGATORS, STUDENT_MODELS, DistillJob
+from pate.distill.selection import QUERY_SELECTIONS
 from pate.labeling import BudgetConfig
 from pate.student_config import STUDENT_METHODS, StudentConfig
 
@@ -48,6 +49,15 @@ HELP = {
     "seed": "Seed of student training.",
     "test": "Labelled test set to evaluate the student.",
     "batch_queries": "Queries per ledger record.",
+    "query_selection": "Which public records are asked. order: in the public set's order; "
+    "uncertainty: in rounds of --selection-batch, the first a seeded random sample, each later one "
+    "where a cheap model fitted on the labels released so far is least sure, leaning to classes "
+    "with few labels. Uses only public data and released labels: same charges, no privacy cost. "
+    "Not with interactive-gnmax.",
+    "selection_batch": "uncertainty selection: queries per round (the model is refitted between "
+    "rounds).",
+    "selection_seed": "uncertainty selection: seed of the first round's sample and the candidate "
+    "pools (public).",
     "force": "Replace a release folder that holds another run (never a folder holding a ledger).",
     "raise_budget": "Accept a --max-epsilon larger than the workspace's budget in force; the raise "
     "is recorded in the ledger and the release states the new budget.",
@@ -84,6 +94,9 @@ option = partial(common.field_option, HELP)
 @option("--seed", field_of=STUDENT, type=int)
 @option("--test", type=FILE, default=None)
 @option("--batch-queries", field_of=JOB, type=POSITIVE_INT)
+@option("--query-selection", field_of=JOB, type=click.Choice(QUERY_SELECTIONS))
+@option("--selection-batch", field_of=JOB, type=POSITIVE_INT)
+@option("--selection-seed", field_of=JOB, type=int)
 @option("--force", field_of=JOB, is_flag=True)
 @option("--raise-budget", field_of=JOB, is_flag=True)
 @option("--json", "as_json", is_flag=True)

@@ -7,6 +7,8 @@ This is where PATE's guarantee is kept at answer time (design rules 3-6):
   never under-counts; the release is rebuilt from the ledger, so nothing charged is lost.
 * **Resume without paying twice.** A second run on the same workspace re-reads the ledger, keeps its
   answers (they are not re-noised) and continues with the first query the ledger has not seen.
+  With a query chooser (:data:`QueryChooser`, the student choosing its queries) the next queries
+  are the chooser's, never one the ledger holds; the charges and the stop are the same.
 * **Stop without leaking.** Before each batch the loop asks how many more queries fit if every one of
   them cost the *data-independent worst case* of the mechanism (for Confident-/Interactive-GNMax: the
   threshold check plus a GNMax answer). That decision depends only on public quantities: the mechanism's
@@ -56,6 +58,13 @@ from pate.noise import NoiseSource, SeededNoise
 from pate.records import QueryCharge, RunHeader
 
 LEDGER_FILE = "ledger.jsonl"
+
+#: Chooses the next queries: ``(asked, labels, count) -> ids``. ``asked`` holds the public indices of the
+#: queries already seen, in ledger order, ``labels`` their released labels (``-1``: not answered), and
+#: the result at most ``count`` (at least one) public indices never asked. It receives the released
+#: answers only, never the votes or the ledger's private bounds, so its choice is post-processing of
+#: what was released and costs nothing (:mod:`pate.distill.selection`).
+QueryChooser = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -379,8 +388,12 @@ def run_labeling(
     on_batch: Callable[[int, Spent], None] | None = None,
     released: tuple[str, int] | None = None,
     raise_budget: bool = False,
+    choose_queries: QueryChooser | None = None,
 ) -> LabelingOutcome:
     """Answer queries in order until the budget, ``max_queries`` or the public set runs out.
+
+    With ``choose_queries`` (a :data:`QueryChooser`), the queries are the ones it picks instead of
+    the public order; each is charged exactly as in order, and the stop is the same worst-case rule.
 
     For Interactive-GNMax, the first ``warmup_queries`` are answered by Confident-GNMax with the same
     parameters (stage 0); then ``student_probs_fn(entries)`` gives the probabilities of a student trained
@@ -411,6 +424,7 @@ def run_labeling(
             warmup_queries=warmup_queries,
             on_batch=on_batch,
             released=released,
+            choose_queries=choose_queries,
         )
 
 
@@ -428,6 +442,7 @@ def _answer(
     warmup_queries: int,
     on_batch: Callable[[int, Spent], None] | None,
     released: tuple[str, int] | None,
+    choose_queries: QueryChooser | None = None,
 ) -> LabelingOutcome:
     """The loop of :func:`run_labeling` on an open, accepted ledger."""
     ledger_path = ledger.path
@@ -441,8 +456,11 @@ def _answer(
                 f"run was made from {released[1]}; records were removed, refusing to under-count"
             )
     resumed = len(entries)
-    if [e.q for e in entries] != list(range(resumed)):
-        raise PateError(f"{ledger_path}: ledger queries are not the prefix 0..{resumed - 1}")
+    if choose_queries is None:
+        if [e.q for e in entries] != list(range(resumed)):
+            raise PateError(f"{ledger_path}: ledger queries are not the prefix 0..{resumed - 1}")
+    else:
+        _check_no_repeats([e.q for e in entries], num_queries, where=str(ledger_path))
     orders = budget.order_values
     worst = worst_case_rdp(config, orders)
     interactive = isinstance(config, InteractiveGNMaxConfig)
@@ -464,7 +482,11 @@ def _answer(
         if room == 0:
             stop_reason = "budget"
             break
-        query_ids = np.arange(next_query, next_query + room)
+        if choose_queries is None:
+            query_ids = np.arange(next_query, next_query + room)
+        else:
+            query_ids = _chosen(choose_queries, entries, room, num_queries)
+            room = len(query_ids)
         batch_votes = votes[query_ids]
         source = batch_noise(noise, noise_seed, next_query)
         probs = None
@@ -504,6 +526,27 @@ def _answer(
         header=header,
         max_epsilon_history=budget_history(ledger),
     )
+
+
+def _check_no_repeats(ids: Sequence[int], num_queries: int, *, where: str) -> None:
+    """Refuse a query index asked twice or outside the public set."""
+    if len(set(ids)) != len(ids):
+        raise PateError(f"{where}: a query was asked twice; refusing to pay for it again")
+    if any(not 0 <= q < num_queries for q in ids):
+        raise PateError(f"{where}: a query index is outside the public set 0..{num_queries - 1}")
+
+
+def _chosen(
+    choose_queries: QueryChooser, entries: list[QueryCharge], room: int, num_queries: int
+) -> np.ndarray:
+    """The chooser's next ids, given only the released part of ``entries``, checked: 1..room new ids."""
+    asked = np.array([e.q for e in entries], dtype=np.int64)
+    labels = np.array([e.label if e.answered else -1 for e in entries], dtype=np.int64)
+    ids = np.asarray(choose_queries(asked, labels, room), dtype=np.int64).reshape(-1)
+    if not 1 <= len(ids) <= room:
+        raise PateError(f"query chooser returned {len(ids)} queries, expected 1..{room}")
+    _check_no_repeats([*asked.tolist(), *ids.tolist()], num_queries, where="query chooser")
+    return ids
 
 
 def check_budget_covers_one(config: AggregatorConfig, budget: BudgetConfig) -> None:

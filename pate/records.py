@@ -11,7 +11,9 @@ What the privacy proof needs from them:
   parameters, delta, the order list and conversion, and the noise mode. Its fingerprints of the
   teachers, the public data and the votes are **private** (they identify the private data) and tie a
   workspace to its inputs; ``run_id`` is fresh CSPRNG randomness and is the only link a release may
-  carry to its workspace.
+  carry to its workspace. ``selection`` is how the queries are chosen (``None``: public order;
+  else the public parameters of :mod:`pate.distill.selection`), so a workspace is resumed only
+  with the same choice.
 * :class:`QueryCharge` records, per query, which mechanism steps were paid (``checked``: a threshold
   check, ``teacher``: a GNMax/LNMax answer) and their data-dependent bounds (``logq``, ``logq_check``:
   private). The data-independent epsilon depends only on how many steps of each kind were paid.
@@ -65,6 +67,7 @@ class RunHeader:
     noise_seed: int | None
     stages: dict[str, Any] | None
     unit_of_privacy: str = "individual"
+    selection: dict[str, Any] | None = None
     kind: str = LEDGER_KIND
     version: int = LEDGER_VERSION
 
@@ -82,6 +85,7 @@ class RunHeader:
         "noise_seed",
         "num_queries",
         "stages",
+        "selection",
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,6 +123,8 @@ class RunHeader:
             raise _field_error(where, "aggregator", values["aggregator"], "{mechanism, ...}")
         if values["stages"] is not None and not isinstance(values["stages"], Mapping):
             raise _field_error(where, "stages", values["stages"], "an object or null")
+        if values["selection"] is not None and not isinstance(values["selection"], Mapping):
+            raise _field_error(where, "selection", values["selection"], "an object or null")
         if values["kind"] != LEDGER_KIND:
             raise _field_error(where, "kind", values["kind"], repr(LEDGER_KIND))
         values["aggregator"] = dict(values["aggregator"])
@@ -136,6 +142,7 @@ class RunHeader:
 
 _HEADER_DEFAULTS: dict[str, Any] = {
     "unit_of_privacy": "individual",
+    "selection": None,
     "kind": LEDGER_KIND,
     "version": LEDGER_VERSION,
 }

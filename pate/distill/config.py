@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pate.aggregate import MECHANISMS, AggregatorConfig, aggregator_config
+from pate.distill.selection import SelectionConfig
 from pate.errors import PateError
 from pate.labeling import BudgetConfig
 from pate.model_ref import REFERENCE_FORM, is_model_reference, is_well_formed
@@ -35,6 +36,10 @@ class DistillJob:
     it, and loading the bundle needs that module importable.
     ``force`` replaces another run's release (never a folder holding a ledger); ``raise_budget``
     accepts a larger ``budget.max_epsilon`` than the workspace's budget in force.
+    ``query_selection`` is ``"order"`` (the public set in its order) or ``"uncertainty"``: rounds of
+    ``selection_batch`` queries, each chosen from the public features and the labels released so
+    far by a cheap model's uncertainty and the classes still thin (:mod:`pate.distill.selection`,
+    seeded by ``selection_seed``; public, costs no privacy, not with Interactive-GNMax).
     """
 
     teachers: str | os.PathLike
@@ -59,6 +64,9 @@ class DistillJob:
     batch_queries: int = 32
     force: bool = False
     raise_budget: bool = False
+    query_selection: str = "order"
+    selection_batch: int = 256
+    selection_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.aggregator not in AGGREGATORS:
@@ -81,6 +89,13 @@ class DistillJob:
             )
         if self.batch_queries < 1:
             raise PateError(f"Expected batch_queries={self.batch_queries} >= 1.")
+        self.selection_config()  # refuses a bad `query_selection` or `selection_batch`
+        if self.query_selection != "order" and self.aggregator == "interactive-gnmax":
+            raise PateError(
+                f"`query_selection` {self.query_selection!r} is not available with `aggregator` "
+                "interactive-gnmax (its student already decides which queries the teachers answer); "
+                "use `query_selection` order"
+            )
         if self.warmup_queries is not None and self.warmup_queries < 1:
             raise PateError(f"Expected warmup_queries={self.warmup_queries} >= 1.")
         if self.student_hidden is not None and not all(w >= 1 for w in self.student_hidden):
@@ -103,6 +118,12 @@ class DistillJob:
         if values["student_hidden"] is not None:
             values["student_hidden"] = list(values["student_hidden"])
         return values
+
+    def selection_config(self) -> SelectionConfig:
+        """How the queries are chosen (public configuration)."""
+        return SelectionConfig(
+            method=self.query_selection, batch=self.selection_batch, seed=self.selection_seed
+        )
 
     def aggregator_config(self, num_teachers: int) -> AggregatorConfig:
         """The aggregator for ``num_teachers`` teachers (a public count)."""

@@ -31,6 +31,7 @@ from pate.distill.release import (
     check_release_dir,
     write_labels,
 )
+from pate.distill.selection import RoundSelector
 from pate.distill.workspace import compute_or_load_votes, write_private_notes
 from pate.errors import BudgetExhausted, PateError
 from pate.export import public_schema, save_student
@@ -235,7 +236,15 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
         noise_seed=noise_seed,
         stages={"warmup_queries": warmup_queries} if interactive else None,
         unit_of_privacy=unit,
+        selection=None if job.query_selection == "order" else job.selection_config().to_dict(),
     )
+    choose_queries = None
+    if job.query_selection != "order":
+        # Public inputs only: the public features and the configuration; the chooser then sees the
+        # released labels (pate.distill.selection), never the votes.
+        choose_queries = RoundSelector(
+            public.features, teachers.num_classes, job.selection_config()
+        )
 
     def student_probs_fn(entries: list[QueryCharge]) -> np.ndarray:
         ids = np.array([e.q for e in entries if e.answered], dtype=np.int64)
@@ -259,6 +268,7 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
         on_batch=on_batch,
         released=previous,
         raise_budget=job.raise_budget,
+        choose_queries=choose_queries,
     )
     if outcome.new_queries == 0 and previous == (outcome.run_id, outcome.spent.queries_seen):
         raise BudgetExhausted(
