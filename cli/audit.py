@@ -56,7 +56,10 @@ def command(ctx: click.Context, **o) -> None:
     (see its --help).
     """
     if ctx.invoked_subcommand is not None:
-        given = [p.opts[0] for p in ctx.command.params if o.get(p.name) != p.default]
+        source = click.core.ParameterSource.COMMANDLINE
+        given = [
+            p.opts[0] for p in ctx.command.params if ctx.get_parameter_source(p.name) == source
+        ]
         if given:
             raise click.UsageError(f"{given[0]} is an option of `pate audit`, not of its commands")
         return
