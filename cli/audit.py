@@ -1,4 +1,5 @@
-"""``pate audit``: an empirical lower bound on epsilon, held against the accountant's upper bound."""
+"""``pate audit``: an empirical lower bound on epsilon, held against the accountant's upper bound;
+``pate audit canaries``: the same for a whole pipeline, end to end, from one run with canaries."""
 
 from __future__ import annotations
 
@@ -35,11 +36,12 @@ def _options(function):
     return function
 
 
-@click.command("audit")
+@click.group("audit", invoke_without_command=True)
 @_options
 @click.option("--system-noise", is_flag=True, help="Draw the audit's noise from the OS CSPRNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def command(**o) -> None:
+@click.pass_context
+def command(ctx: click.Context, **o) -> None:
     """Run the real aggregator many times on worst-case neighbouring vote histograms and report a
     Clopper-Pearson lower bound on epsilon, for one query and for k queries composed, next to the
     accountant's data-independent upper bound. A lower bound above the upper bound is a bug: the
@@ -49,7 +51,18 @@ def command(**o) -> None:
     Example:
       pate audit --mechanism gnmax --sigma 60 --teachers 250 --classes 6 --queries 807
       pate audit --release run/release --json
+
+    `pate audit canaries PIPELINE.toml --out DIR` audits a whole pipeline end to end instead
+    (see its --help).
     """
+    if ctx.invoked_subcommand is not None:
+        source = click.core.ParameterSource.COMMANDLINE
+        given = [
+            p.opts[0] for p in ctx.command.params if ctx.get_parameter_source(p.name) == source
+        ]
+        if given:
+            raise click.UsageError(f"{given[0]} is an option of `pate audit`, not of its commands")
+        return
     from dataclasses import replace
 
     from pate.aggregate import aggregator_config
@@ -129,3 +142,86 @@ def _render(result) -> None:
     out.print("\n".join(lines), markup=False, soft_wrap=True)
     verdict = "[bold green]PASS[/]" if result.passed else "[bold red]FAIL[/]"
     out.print(f"verdict: {verdict} (a lower bound above the upper bound is a bug)")
+
+
+@command.command("canaries")
+@click.argument("pipeline_path", metavar="PIPELINE.toml", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="New folder for the audit (private).")
+@click.option("--canaries", type=click.IntRange(min=2), default=100, show_default=True,
+              help="Canary individuals, one per public query.")  # fmt: skip
+@click.option("--records", type=POSITIVE_INT, default=4, show_default=True,
+              help="Records of each canary.")  # fmt: skip
+@click.option("--guesses", type=POSITIVE_INT, default=None,
+              help="Guesses on each side (top and bottom scores) [default: 40% of the canaries].")  # fmt: skip
+@click.option("--confidence", type=float, default=0.95, show_default=True,
+              help="Probability that the lower bound holds.")  # fmt: skip
+@click.option("--seed", type=NATURAL_INT, default=None,
+              help="Seed of the audit's choices and inclusion bits [default: fresh, recorded].")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def canaries(pipeline_path, out, canaries, records, guesses, confidence, seed, as_json) -> None:
+    """Audit a whole pipeline in one run (Steinke, Nasr, Jagielski, NeurIPS 2023): plant canary
+    individuals on public queries, include each with probability 1/2, run the pipeline file's
+    partition, teachers and label-and-distill once into --out, guess from the release alone who was
+    included, and turn the correct guesses into a lower bound on epsilon at the release's delta.
+    A lower bound above the release's claimed epsilon is a bug: the verdict is FAIL and the exit
+    status 5. Expect about 0 for a correct pipeline (one individual moves one vote).
+
+    The pipeline file's paths are read (the private and public sets) but its outputs are not
+    written: the run goes into --out, with the audit's secrets (inclusion bits, scores) in
+    --out/secrets.json. Never publish that folder.
+
+    \b
+    Example:
+      pate audit canaries pipeline.toml --out audit-run --canaries 200 --seed 1
+    """
+    from pate.audit_canaries import AUDIT_FAILED_EXIT, CanaryConfig, audit_canaries
+    from pate.errors import PateError
+    from pate.pipeline import load_pipeline, run_stage, stage_is_finished
+
+    pipeline = load_pipeline(pipeline_path)
+    missing = [s for s in ("partition", "train_teachers", "label_and_distill") if
+               getattr(pipeline, s) is None]  # fmt: skip
+    if missing:
+        raise PateError(
+            f"{pipeline_path}: has no [{missing[0]}] table, expected the partition, train_teachers "
+            "and label_and_distill stages to audit"
+        )
+    if pipeline.dataset is not None and not stage_is_finished("dataset", pipeline.dataset):
+        run_stage("dataset", pipeline.dataset)  # public generator: builds the inputs if missing
+    config = CanaryConfig(
+        canaries=canaries, records=records, guesses=guesses, confidence=confidence, seed=seed
+    )
+    result = audit_canaries(
+        config,
+        partition=pipeline.partition,
+        teachers=pipeline.train_teachers,
+        distill=pipeline.label_and_distill,
+        out=out,
+    )
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        _render_canaries(result)
+    if not result.passed:
+        raise PateError(result.failure_message(), exit_code=AUDIT_FAILED_EXIT)
+
+
+def _render_canaries(result) -> None:
+    c = result.config
+    lines = [
+        f"End-to-end canary audit: {result.canaries} canaries ({c.records} records each), "
+        f"{result.included} included, confidence {c.confidence:g}, seed {result.seed}",
+        f"run: {result.queries_answered} queries answered; at the {result.canaries} canary queries "
+        f"{result.canary_queries_answered} answered, {result.canary_labels_released} with the canary "
+        "label",
+        f"guesses: {result.correct} of {result.guesses} right (p-value at the claim "
+        f"{result.p_value_at_claim:.3g})",
+        f"epsilon at delta={result.delta:g}: lower bound {result.epsilon_lower:.4g}, claimed "
+        f"{result.claimed_epsilon:.4g} (ratio {result.ratio:.3f}); every guess right would give "
+        f"{result.ceiling:.4g}",
+        f"secrets and result: {result.extra.get('audit_folder')} (private; never publish)",
+    ]
+    out = console()
+    out.print("\n".join(lines), markup=False, soft_wrap=True)
+    verdict = "[bold green]PASS[/]" if result.passed else "[bold red]FAIL[/]"
+    out.print(f"verdict: {verdict} (a lower bound above the claim is a bug)")
