@@ -11,6 +11,8 @@ Modules:
   discrete noise of :mod:`pate.noise`, for the data-dependent bounds of answers noised with it.
 * :mod:`~pate.accounting.conversion`: RDP to (epsilon, delta), classic and improved.
 * :mod:`~pate.accounting.smooth_sensitivity`: the smooth-sensitivity release (PATE 2018, App. B).
+* :mod:`~pate.accounting.tested`: propose-test-release, a fixed publishable epsilon that depends on
+  a private test of the data-dependent bound (Redberg, Zhu and Wang 2023), with its public planner.
 * :mod:`~pate.accounting.moments2017`: the PATE 2017 moments accountant for LNMax.
 * :mod:`~pate.accounting.analysis`: :func:`analyze`, the whole analysis of a vote array;
   :func:`analyze_file`, of a votes file.

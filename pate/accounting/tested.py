@@ -434,7 +434,7 @@ def _assumed_votes(mechanism: PtrMechanism, queries: int, agreement: float) -> n
 
 
 ORDER_GRID = (8.0, 12.0, 16.0, 20.0, 28.0, 40.0)
-SIGMA_TEST_GRID = (3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0)
+SIGMA_TEST_GRID = (3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0, 48.0)
 
 
 def _candidates(
