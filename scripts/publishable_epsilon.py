@@ -81,37 +81,36 @@ def figure(path: Path, runs: dict[str, list[dict]], curve: list[dict], sigma: fl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 1 + len(runs), figsize=(5.2 * (1 + len(runs)), 4.2))
+    left = axes[0] if len(runs) else axes
     eps = [r["epsilon"] for r in curve]
     left.plot(eps, [r["worst_case"] for r in curve], "o-", label="worst-case stop (default)")
     left.plot(eps, [r["tested"] for r in curve], "s--", label="propose-test-release (tested)")
     left.set_xlabel("publishable ε (δ = 1e-5)")
     left.set_ylabel("answers")
-    left.set_title(f"GNMax σ = {sigma:g}, 250 teachers, 10 classes")
+    left.set_title(f"GNMax σ = {sigma:g}, 250 teachers, 10 classes, 90% agreement", fontsize=9)
     left.legend()
     left.grid(alpha=0.3)
-    for (name, rows), color in zip(runs.items(), ("C0", "C1"), strict=False):
+    for (name, rows), axis in zip(runs.items(), axes[1:], strict=True):
         rows = sorted(rows, key=lambda r: r["epsilon"])
-        right.plot(
-            [r["epsilon"] for r in rows],
-            [r["student_test_accuracy"] for r in rows],
-            "o-",
-            color=color,
-            label=f"{name}: publishable ε",
+        accuracy = [r["student_test_accuracy"] for r in rows]
+        axis.plot(
+            [r["epsilon"] for r in rows], accuracy, "o-", label="publishable ε (worst-case stop)"
         )
-        right.plot(
+        axis.plot(
             [r["epsilon_data_dependent_private"] for r in rows],
-            [r["student_test_accuracy"] for r in rows],
+            accuracy,
             "x:",
-            color=color,
-            label=f"{name}: same runs at the data-dependent ε (private)",
+            label="same runs at their data-dependent ε (private)",
         )
-        right.axhline(BARS[name], color=color, lw=0.8, ls="--")
-    right.set_xlabel("ε (δ = 1e-5)")
-    right.set_ylabel("student test accuracy")
-    right.set_title("students, worst-case stop (dashed: issue 15's bars)")
-    right.legend(fontsize=7)
-    right.grid(alpha=0.3)
+        axis.axhline(
+            BARS[name], color="grey", lw=0.8, ls="--", label=f"issue 15's bar ({BARS[name]:.1%})"
+        )
+        axis.set_xlabel("ε (δ = 1e-5)")
+        axis.set_ylabel("student test accuracy")
+        axis.set_title(f"{name}: GNMax σ = {sigma:g}, the student choosing the queries", fontsize=9)
+        axis.legend(fontsize=7)
+        axis.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
