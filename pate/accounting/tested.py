@@ -84,7 +84,6 @@ __all__ = [
     "PtrMechanism",
     "PtrOutcome",
     "PtrParameters",
-    "answers_bound",
     "answers_statistic",
     "joint_rdp_grid",
     "largest_batch",
@@ -242,15 +241,6 @@ def query_statistics(votes: np.ndarray, confident: bool) -> tuple[np.ndarray, np
     return largest, top2[:, 0] - top2[:, 1]
 
 
-def answers_bound(
-    votes: np.ndarray, mechanism: PtrMechanism, order: float, floor: float = 0.0
-) -> float:
-    """``F(D)``: the answers' symmetric RDP bound at ``order`` on these (fixed) queries."""
-    symmetric, _ = symmetric_grid(joint_rdp_grid(mechanism, order), floor)
-    v, s = query_statistics(votes, mechanism.confident)
-    return float(np.sum(symmetric[v, s]))
-
-
 def _local_sensitivities(
     votes: np.ndarray, mechanism: PtrMechanism, order: float, floor: float = 0.0
 ) -> tuple[float, np.ndarray]:
@@ -302,15 +292,6 @@ class PtrParameters:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: dict) -> PtrParameters:
-        try:
-            return cls(**{k: raw[k] for k in cls.__dataclass_fields__})
-        except (KeyError, TypeError):
-            raise PateError(
-                f"test parameters are {raw!r}, expected {sorted(cls.__dataclass_fields__)}"
-            ) from None
 
 
 def _mu(sigma_test: float, beta: float, delta_test: float) -> float:
