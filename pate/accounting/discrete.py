@@ -167,26 +167,7 @@ def log_sf_discrete_gaussian(offsets: np.ndarray, sigma: float) -> np.ndarray:
     ``pate.aggregate.threshold_offsets`` a query is answered iff ``Z >= c``, so
     ``Pr[answered] = Pr[Z >= c]`` and ``Pr[not answered] = Pr[Z >= 1 - c]`` (symmetry).
     """
-    sigma = check_scale("sigma", sigma)
-    if sigma > _MAX_TAIL_SIGMA:
-        raise PateError(
-            f"Expected sigma={sigma} <= {_MAX_TAIL_SIGMA:g} for the discrete tail bound."
-        )
-    offsets = np.asarray(offsets)
-    if offsets.dtype.kind not in "iu":
-        raise PateError(f"offsets have dtype {offsets.dtype}, expected integers")
-    log_norm_lower, log_norm_upper = _gaussian_theta_sums(sigma)[:2]
-    x = offsets.astype(np.int64)
-    # For x >= 1: Pr[Z >= x] <= upper(sum_{y >= x}) / N_lower. For x <= 0: Pr[Z >= x] = 1 - Pr[Z >= 1 - x]
-    # (symmetry) <= 1 - lower(sum_{y >= 1 - x}) / N_upper.
-    start = np.where(x >= 1, x, 1 - x)
-    upper, lower = _upper_tail_table(sigma, _table_size(int(start.max()) if start.size else 0))
-    positive = upper[start] - log_norm_lower
-    complement = lower[start] - log_norm_upper
-    with np.errstate(divide="ignore"):
-        negative = np.log1p(-np.exp(np.minimum(complement, 0.0)))
-    result = np.where(x >= 1, positive, negative)
-    return np.minimum(_slack_up(result), 0.0)
+    return log_sf_discrete_gaussian_bounds(offsets, sigma)[1]
 
 
 def log_sf_discrete_gaussian_bounds(

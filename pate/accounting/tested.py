@@ -367,9 +367,6 @@ class PtrOutcome:
     smooth_sensitivity: float
     statistic: float
 
-    def private_dict(self) -> dict:
-        return asdict(self)
-
 
 def private_test(
     votes: np.ndarray,
