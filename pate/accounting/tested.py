@@ -76,7 +76,7 @@ from pate.accounting.discrete import (
     log_sf_discrete_gaussian_bounds,
     log_tail_difference_discrete_gaussian,
 )
-from pate.accounting.smooth_sensitivity import rdp_gnss
+from pate.accounting.smooth_sensitivity import discounted_max, rdp_gnss
 from pate.errors import PateError
 
 __all__ = [
@@ -264,8 +264,7 @@ def answers_statistic(
 ) -> tuple[float, float]:
     """``(F(D), SS(D))``: the answers' bound and its beta-smooth sensitivity (private values)."""
     bound, sums = _local_sensitivities(votes, mechanism, order, floor)
-    discount = np.exp(-beta * np.arange(sums.size))
-    return bound, float(np.max(discount * sums))
+    return bound, float(discounted_max(beta, sums))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -450,7 +449,7 @@ def _candidates(
             for b in betas:
                 if not 1 < alpha < 1 / (2 * b):
                     continue
-                smooth = float(np.max(np.exp(-b * np.arange(sums.size)) * sums))
+                smooth = float(discounted_max(b, sums))
                 for sigma in SIGMA_TEST_GRID if sigma_test is None else (float(sigma_test),):
                     params = parameters(
                         epsilon=epsilon,
