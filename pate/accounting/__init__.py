@@ -13,6 +13,8 @@ Modules:
 * :mod:`~pate.accounting.smooth_sensitivity`: the smooth-sensitivity release (PATE 2018, App. B).
 * :mod:`~pate.accounting.tested`: propose-test-release, a fixed publishable epsilon that depends on
   a private test of the data-dependent bound (Redberg, Zhu and Wang 2023), with its public planner.
+* :mod:`~pate.accounting.subsampled`: RDP of a mechanism run on a Poisson sample of individuals
+  (Zhu and Wang 2019), for aggregators whose voters are sampled individuals.
 * :mod:`~pate.accounting.moments2017`: the PATE 2017 moments accountant for LNMax.
 * :mod:`~pate.accounting.analysis`: :func:`analyze`, the whole analysis of a vote array;
   :func:`analyze_file`, of a votes file.
@@ -77,6 +79,7 @@ from pate.accounting.smooth_sensitivity import (
     rdp_gnss,
     smooth_sensitivity_gnmax,
 )
+from pate.accounting.subsampled import rdp_poisson_gaussian_tight, rdp_poisson_subsampled
 
 __all__ = [
     "CONVERSIONS",
@@ -127,6 +130,8 @@ __all__ = [
     "rdp_gnss",
     "rdp_lnmax",
     "rdp_lnmax_data_independent",
+    "rdp_poisson_gaussian_tight",
+    "rdp_poisson_subsampled",
     "rdp_threshold",
     "rdp_threshold_data_independent",
     "resolve_orders",
