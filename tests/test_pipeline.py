@@ -14,8 +14,9 @@ from click.testing import CliRunner
 
 from cli.main import app
 from pate.distill import DistillJob
+from pate.io import read_dataset
 from pate.labeling import BudgetConfig
-from pate.pipeline import check_pipeline, load_pipeline
+from pate.pipeline import load_pipeline
 from pate.student_config import StudentConfig
 from pate.teachers import TeachersJob, TrainConfig
 
@@ -61,6 +62,8 @@ def test_print_config_lists_every_field_and_loads_back(tmp_path: Path):
         student=StudentConfig(steps=200),
     )
     # In an empty folder it passes every check made before the first stage, unchanged.
+    from pate.pipeline import check_pipeline
+
     assert check_pipeline(pipeline) == dict.fromkeys(pipeline.stages(), "run")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.toml"]
 
@@ -300,6 +303,7 @@ def test_dataset_paths_are_read_from_the_files_folder(tmp_path: Path, monkeypatc
     csv_pipeline(elsewhere, private_rows=40)
     monkeypatch.chdir(elsewhere)
     result = json.loads(run("run", path, "--json").output)
+    assert len(read_dataset(tmp_path / "project" / "data" / "private.h5")) == 30
     private = result["results"]["dataset"]["private"]
     assert private["records"] == 30 and private["path"].startswith(str(tmp_path / "project"))
     assert not (elsewhere / "data").exists()
@@ -373,8 +377,9 @@ def test_lists_are_arrays_or_comma_strings_read_as_the_command_reads_them(tmp_pa
     assert "key 'hidden' is 'a', expected an integer" in result.output
 
 
-def test_a_failed_dataset_stage_leaves_no_out_folder(tmp_path: Path):
+def test_a_failed_dataset_stage_leaves_no_out_folder(tmp_path: Path, monkeypatch):
     path = csv_pipeline(tmp_path)
+    monkeypatch.chdir(tmp_path)
     path.write_text(path.read_text().replace('label_column = "y"', 'label_column = "nope"'))
     result = run("run", path, expect=2)
     assert result.output.startswith("error:") and "nope" in result.output
