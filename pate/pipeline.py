@@ -45,7 +45,9 @@ refused with its name and both values, never silently skipped. Why refused rathe
 stage but the first reads private data, and its rerun would replace an output that later stages and a
 spent privacy budget were made from; a new release from new teachers needs a new ledger, which spends
 a new budget on the same individuals (the two epsilons add up). That is the user's decision (a new
-``out``), not the file's. The exception is the budget, as ``label-and-distill`` treats it: a larger
+``out``), not the file's; ``force = true`` in ``[partition]`` or ``[train_teachers]`` replaces
+their output (that spends no budget), and the stages after it must then be made anew too. The
+exception is the budget, as ``label-and-distill`` treats it: a larger
 ``max_epsilon`` with ``raise_budget = true`` (recorded in the ledger) or a larger ``max_queries``
 continues the same ledger, so the stage runs again and pays only for new answers; a smaller one is
 refused. An interrupted stage is rerun: the teachers and label-and-distill stages resume from their
@@ -435,6 +437,10 @@ def check_pipeline(pipeline: Pipeline) -> dict[str, str]:
         if actions[stage] != "run":
             continue
         for later in stages[index + 1 :]:
+            if actions[later] == "skipped" and later in ("partition", "train_teachers"):
+                if getattr(pipeline, later).force:  # asked to replace it: made anew from the new
+                    actions[later] = "run"
+                    continue
             if actions[later] == "skipped":
                 out = getattr(pipeline, later).out
                 raise PateError(
@@ -462,7 +468,7 @@ def _changed(where: str, out: Path, changes: list[tuple[str, Any, Any]], hint: s
     )
 
 
-_NEW_OUT = "give this table a new out (and rerun the stages after it)"
+_NEW_OUT = "give this table a new out (or force = true to replace it) and rerun the stages after it"
 
 
 def _compare(recorded: dict, current: dict, skip: tuple[str, ...] = ()) -> list:
@@ -499,7 +505,9 @@ def _check_dataset(where: str, job: DatasetJob) -> bool:
         changes = _compare(recorded, current, skip=("format",))
         changes = [(k.removeprefix("options."), a, b) for k, a, b in changes]
         if changes:
-            raise _changed(where, out, changes, _NEW_OUT)
+            raise _changed(
+                where, out, changes, "give this table a new out and rerun the stages after it"
+            )
     return True
 
 
@@ -536,6 +544,8 @@ def _check_partition(where: str, job: Any) -> bool:
         (k, names.get(a, a), names.get(b, b)) if k == "method" else (k, a, b) for k, a, b in changes
     ]
     if changes:
+        if job.force:  # asked to replace it: made anew (nothing private is spent here)
+            return False
         raise _changed(where, out, changes, _NEW_OUT)
     return True
 
@@ -568,18 +578,23 @@ def _check_teachers(where: str, job: Any) -> bool:
     if job.model != "auto" and job.model not in (kind.get("kind"), kind.get("factory")):
         changes.append(("model", job.model, kind.get("factory") or kind.get("kind")))
     if changes:
+        if job.force:  # asked to replace it: made anew (nothing private is spent here)
+            return False
         raise _changed(where, out, changes, _NEW_OUT)
     return True
 
 
 def _check_distill(where: str, job: Any) -> bool:
     from pate.distill.release import check_release_dir, release_record
+    from pate.distill.workspace import PRIVATE_NOTES_FILE, VOTES_FILE
     from pate.labeling import LEDGER_FILE, budget_history, read_charges, read_header
     from pate.ledger import Ledger
 
     workspace, out = Path(job.workspace), Path(job.out)
-    if workspace.exists() and not workspace.is_dir():
-        raise _not_of_kind(where, "workspace", workspace, "a workspace folder")
+    if workspace.exists():  # a workspace: a ledger, or what a run writes before its first charge
+        names = {p.name for p in workspace.iterdir()} if workspace.is_dir() else None
+        if names is None or not (LEDGER_FILE in names or names <= {VOTES_FILE, PRIVATE_NOTES_FILE}):
+            raise _not_of_kind(where, "workspace", workspace, "a workspace folder (ledger.jsonl)")
     if out.exists() and not (out.is_dir() and (out / "privacy.json").is_file()):
         raise _not_of_kind(where, "out", out, "a release folder (privacy.json)")
     ledger_path = workspace / LEDGER_FILE

@@ -184,6 +184,26 @@ def test_a_changed_parameter_of_a_finished_stage_is_refused(
     assert (folder / "release" / "privacy.json").read_text() == before
 
 
+def test_force_remakes_a_changed_partition_and_what_follows_must_be_made_anew(
+    demo: Path, tmp_path: Path
+):
+    from pate.pipeline import check_pipeline
+
+    folder = copy_of(demo, tmp_path, num_teachers="num_teachers = 6\nforce = true")
+    path = folder / "pipeline.toml"
+    result = run("run", path, expect=4)  # the teachers were made from the old shards
+    assert "[train_teachers] out" in result.output and "[partition] runs before it" in result.output
+    text = path.read_text().replace('out = "teachers"', 'out = "teachers"\nforce = true', 1)
+    text = text.replace('workspace = "workspace"', 'workspace = "workspace2"')
+    path.write_text(text.replace('out = "release"', 'out = "release2"'))
+    assert check_pipeline(load_pipeline(path)) == {
+        "dataset": "skipped",
+        "partition": "run",
+        "train_teachers": "run",
+        "label_and_distill": "run",
+    }
+
+
 def test_max_epsilon_is_raised_only_as_label_and_distill_raises_it(demo: Path, tmp_path: Path):
     folder = copy_of(demo, tmp_path, max_epsilon="max_epsilon = 6.0")
     before = json.loads((folder / "release" / "privacy.json").read_text())
@@ -253,6 +273,13 @@ def test_every_stage_is_checked_before_the_first_runs(tmp_path: Path):
     result = run("run", tmp_path / "b" / "p.toml", expect=4)
     assert "[train_teachers] out" in result.output and "is not a teachers folder" in result.output
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["p.toml", "teachers"]
+    # A workspace that is some other folder.
+    (tmp_path / "b2" / "workspace").mkdir(parents=True)
+    (tmp_path / "b2" / "workspace" / "notes.txt").write_text("mine")
+    (tmp_path / "b2" / "p.toml").write_text(printed)
+    result = run("run", tmp_path / "b2" / "p.toml", expect=4)
+    assert "[label_and_distill] workspace" in result.output and "not a workspace" in result.output
+    assert sorted(p.name for p in (tmp_path / "b2").iterdir()) == ["p.toml", "workspace"]
     # An output that overlaps another stage's.
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "p.toml").write_text(
