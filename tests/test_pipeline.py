@@ -418,6 +418,10 @@ def test_a_failed_dataset_stage_leaves_no_out_folder(tmp_path: Path, monkeypatch
 def test_a_changed_dataset_option_is_refused(tmp_path: Path):
     path = csv_pipeline(tmp_path)
     run("run", path)
+    # What the dataset records: its options, defaults filled, no path, nothing read from the data.
+    record = json.loads((tmp_path / "data" / "options.json").read_text())
+    assert record["name"] == "csv" and record["options"]["seed"] == 0
+    assert record["options"]["label_column"] == "y" and "csv" not in json.dumps(record["options"])
     text = path.read_text()
     path.write_text(text + "seed = 5\n")
     result = run("run", path, expect=4)
