@@ -241,6 +241,22 @@ def test_a_finished_stage_after_one_that_runs_again_is_refused(demo: Path, tmp_p
     assert not (folder / "data").exists()
 
 
+def test_each_stage_prints_its_commands_warnings(demo: Path, tmp_path: Path):
+    """The private data given as the public set: label-and-distill's private warning goes to the
+    terminal (stderr) as the command prints it, and the run ends with the release's summary."""
+    folder = copy_of(demo, tmp_path, workspace='workspace = "workspace2"')
+    text = (folder / "pipeline.toml").read_text()
+    text = text.replace('public = "data/public.h5"', 'public = "data/private.h5"')
+    (folder / "pipeline.toml").write_text(text.replace('out = "release"', 'out = "release2"'))
+    result = run("run", folder / "pipeline.toml")
+    warned = [line for line in result.stderr.splitlines() if "kept out of the release" in line]
+    assert warned and warned[0].startswith("warning (private, kept out of the release): ")
+    assert "also appear in the private data" in warned[0]
+    assert "label_and_distill: skipped" not in result.stdout
+    assert "release written to" in result.stdout and "Privacy budget of" in result.stdout
+    assert "also appear" not in (folder / "release2" / "privacy.json").read_text()
+
+
 def test_an_output_that_is_an_input_is_refused_not_skipped(demo: Path, tmp_path: Path):
     folder = copy_of(demo, tmp_path)
     text = (folder / "pipeline.toml").read_text()
