@@ -63,8 +63,13 @@ def command(pipeline_path: str | None, print_config: bool, as_json: bool) -> Non
         summaries[stage] = _render(stage, getattr(pipeline, stage), result, as_json)
 
     with common.fields_as_flags({}):
+
+        def on_start(stage: str) -> None:
+            if not as_json:
+                common.console().print(f"[bold]{stage}[/]: running")
+
         try:
-            run_pipeline(pipeline, on_stage=on_stage, progress=progress)
+            run_pipeline(pipeline, on_stage=on_stage, progress=progress, on_start=on_start)
         finally:
             progress.close()
         release = None
@@ -93,7 +98,6 @@ def _render(stage: str, job, result, as_json: bool) -> dict:
         from cli import dataset
 
         if not as_json:
-            common.console().print(f"[bold]dataset[/] {job.name} -> {job.out}")
             dataset.render(result, False)
         return {split: info.to_dict() for split, info in result.items()}
     if stage == "partition":

@@ -689,13 +689,14 @@ def run_pipeline(
     *,
     on_stage: Callable[[str, str, Any], None] | None = None,
     progress: Callable[[str], Any] | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Check the pipeline (:func:`check_pipeline`), then run its stages in order, skipping
     finished ones.
 
     ``on_stage(stage, status, result)`` is called after each stage with status ``"done"`` or
     ``"skipped"``; ``progress(stage)``, if given, returns the stage's progress callback (its
-    command's ``progress``/``on_batch``). Returns each stage's result (``None`` for a skipped stage).
+    command's ``progress``/``on_batch``); ``on_start(stage)`` before a stage runs. Returns each stage's result (``None`` for a skipped stage).
     """
     actions = check_pipeline(pipeline)
     results: dict[str, Any] = {}
@@ -706,6 +707,8 @@ def run_pipeline(
             if on_stage:
                 on_stage(stage, "skipped", None)
             continue
+        if on_start:
+            on_start(stage)
         callback = (
             progress(stage)
             if progress and stage in ("train_teachers", "label_and_distill")
