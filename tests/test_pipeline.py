@@ -425,7 +425,8 @@ def test_a_failed_dataset_stage_leaves_no_out_folder(tmp_path: Path, monkeypatch
     monkeypatch.chdir(tmp_path)
     path.write_text(path.read_text().replace('label_column = "y"', 'label_column = "nope"'))
     result = run("run", path, expect=2)
-    assert result.output.startswith("error:") and "nope" in result.output
+    assert result.stderr.startswith("error:") and "nope" in result.stderr
+    assert result.stdout == "dataset: running\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "p.toml", "private.csv", "public.csv", "test.csv"
     ]  # fmt: skip
