@@ -388,7 +388,8 @@ def check_pipeline(pipeline: Pipeline) -> dict[str, str]:
     """Check every stage before any runs; return each stage's action, ``"run"`` or ``"skipped"``.
 
     Refuses (one line naming the table and key): an input that does not exist and that no earlier
-    stage makes; an output that is, holds or lies inside an input or another stage's output (a later
+    stage makes; an output under a file; an output that is, holds or lies inside an input or
+    another stage's output (a later
     stage's input inside an earlier stage's product is what a pipeline is); an existing output of
     another kind; a finished stage whose recorded parameters are not the file's; a finished stage
     after one that runs (module docstring).
@@ -405,6 +406,16 @@ def check_pipeline(pipeline: Pipeline) -> dict[str, str]:
                 raise PateError(
                     f"{path}: [{stage}] {key} {value} does not exist and no earlier stage makes it, "
                     "expected an existing file"
+                )
+    for stage in stages:
+        for key, value in paths[stage][1].items():
+            above = value.parent
+            while not above.exists() and above != above.parent:
+                above = above.parent
+            if not above.is_dir():
+                raise PateError(
+                    f"{path}: [{stage}] {key} {value}: {above} is not a folder, expected a path "
+                    "inside a folder"
                 )
     try:
         for stage in stages:

@@ -304,6 +304,15 @@ def test_every_stage_is_checked_before_the_first_runs(tmp_path: Path):
     result = run("run", tmp_path / "c" / "p.toml", expect=2)
     assert "[label_and_distill] workspace" in result.output and "lies inside" in result.output
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["p.toml"]
+    # An output under a file.
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "afile").write_text("x")
+    (tmp_path / "e" / "p.toml").write_text(
+        printed.replace('out = "release"', 'out = "afile/release"')
+    )
+    result = run("run", tmp_path / "e" / "p.toml", expect=2)
+    assert "[label_and_distill] out" in result.output and "afile is not a folder" in result.output
+    assert sorted(p.name for p in (tmp_path / "e").iterdir()) == ["afile", "p.toml"]
     # Without the [dataset] table, nothing makes the partition's input.
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "p.toml").write_text("[partition]" + printed.split("[partition]")[1])
