@@ -52,7 +52,8 @@ exception is the budget, as ``label-and-distill`` treats it: a larger
 continues the same ledger, so the stage runs again and pays only for new answers; a smaller one is
 refused. An interrupted stage is rerun: the teachers and label-and-distill stages resume from their
 checkpoints and ledger without paying twice. A stage that runs makes its output anew, so a finished
-stage after it (made from the old output) is refused too.
+stage after it (made from the old output) is refused too, and so is a workspace whose ledger was
+charged for answers of teachers that are to be made anew.
 :func:`default_config` is a small demo file that runs as printed (``pate run --print-config``).
 """
 
@@ -452,6 +453,18 @@ def check_pipeline(pipeline: Pipeline) -> dict[str, str]:
                 if getattr(pipeline, later).force:  # asked to replace it: made anew from the new
                     actions[later] = "run"
                     continue
+            if later == "label_and_distill" and actions[later] == "run":
+                from pate.labeling import LEDGER_FILE
+
+                ledger = Path(pipeline.label_and_distill.workspace) / LEDGER_FILE
+                if ledger.exists():  # its ledger was charged for answers of the old teachers
+                    raise PateError(
+                        f"{path}: [label_and_distill] workspace {ledger.parent} holds a ledger of "
+                        f"teachers made before, but [{stage}] runs before it and makes them anew; "
+                        "give [label_and_distill] a new workspace and out (a new budget on the same "
+                        "individuals: the two epsilons add up)",
+                        exit_code=CHANGED,
+                    )
             if actions[later] == "skipped":
                 out = getattr(pipeline, later).out
                 raise PateError(
@@ -631,7 +644,9 @@ def _check_distill(where: str, job: Any) -> bool:
             )
     if release_record(out) != (header.run_id, seen):
         return False  # interrupted: resumes from the ledger
-    recorded = json.loads((out / "privacy.json").read_text()).get("configuration", {})
+    recorded = json.loads((out / "privacy.json").read_text()).get("configuration")
+    if recorded is None:  # a release made before it recorded its configuration: taken as it is
+        return requested == in_force
     changes = _compare(recorded, job.public_configuration())
     # The table is flat: `steps`, not `student.steps`.
     changes = [(k.split(".")[-1], a, b) for k, a, b in changes]

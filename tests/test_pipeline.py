@@ -239,6 +239,12 @@ def test_a_finished_stage_after_one_that_runs_again_is_refused(demo: Path, tmp_p
     result = run("run", folder / "pipeline.toml", expect=4)
     assert "[partition] out" in result.output and "[dataset] runs before it" in result.output
     assert not (folder / "data").exists()
+    # Teachers to be made anew while the workspace holds a ledger charged for the old ones.
+    shutil.copytree(demo / "data", folder / "data")
+    shutil.rmtree(folder / "release")
+    shutil.rmtree(folder / "teachers")
+    result = run("run", folder / "pipeline.toml", expect=4)
+    assert "[label_and_distill] workspace" in result.output and "holds a ledger" in result.output
 
 
 def test_each_stage_prints_its_commands_warnings(demo: Path, tmp_path: Path):
