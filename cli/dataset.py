@@ -11,7 +11,7 @@ from functools import partial
 import click
 
 from cli import common
-from pate.data import BUILDERS, DatasetSplit, make_dataset
+from pate.data import BUILDERS, DatasetSplit, make_dataset, split_names
 
 HELP = {
     "out": "Folder to create with private.h5, public.h5 and test.h5.",
@@ -97,7 +97,7 @@ def command(name: str, out: str, force: bool, as_json: bool, **options) -> None:
     """
     for key in ("feature_columns", "categorical_columns", "classes"):
         if options[key] is not None:
-            options[key] = tuple(c.strip() for c in options[key].split(",") if c.strip())
+            options[key] = split_names(options[key])
     given = {
         key: value for key, value in options.items() if value is not None and value is not False
     }

@@ -121,8 +121,7 @@ def command(**options) -> None:
         total = job.budget.max_queries or _count(job.public)
         with common.progress_bar("answering queries", total) as advance:
             result = label_and_distill(job, on_batch=lambda done, spent: advance(done, total))
-    for warning in result.private_warnings:
-        click.echo(f"warning (private, kept out of the release): {warning}", err=True)
+    print_private_warnings(result)
     render(result, options["as_json"])
 
 
@@ -141,6 +140,12 @@ def job_from_options(options: dict) -> DistillJob:
         budget=BUDGET(**common.fields_of(BUDGET, options)),
         student=STUDENT(**common.fields_of(STUDENT, options)),
     )
+
+
+def print_private_warnings(result) -> None:
+    """Warnings about the private data: to the operator's terminal (stderr) only, never published."""
+    for warning in result.private_warnings:
+        click.echo(f"warning (private, kept out of the release): {warning}", err=True)
 
 
 def render(result, as_json: bool) -> None:

@@ -47,6 +47,7 @@ _STAGES = {
     "PredictionResult": "pate.export",
     "predict": "pate.export",
     "Pipeline": "pate.pipeline",
+    "check_pipeline": "pate.pipeline",
     "load_pipeline": "pate.pipeline",
     "run_pipeline": "pate.pipeline",
 }

@@ -335,7 +335,9 @@ def test_dataset_rerun_removes_a_killed_runs_folders(tmp_path):
         (leftover / "private.h5").write_bytes(b"partial")
     invoke("dataset", "adas", "--out", tmp_path / "adas", "--vehicles", 4)
     assert sorted(os.listdir(tmp_path)) == ["adas"]
-    assert sorted(os.listdir(tmp_path / "adas")) == ["private.h5", "public.h5", "test.h5"]
+    assert sorted(os.listdir(tmp_path / "adas")) == [
+        "options.json", "private.h5", "public.h5", "test.h5"
+    ]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------

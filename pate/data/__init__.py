@@ -18,6 +18,7 @@ it holds. Their errors name options in backquotes, as `source_dir`.
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -62,6 +63,32 @@ def builder_options(name: str) -> tuple[str, ...]:
     return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
+def split_names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of names, as `pate dataset` and a pipeline file read it:
+    ``"region, plan"`` -> ``("region", "plan")`` (blanks around names and empty names dropped)."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+#: What :func:`make_dataset` records beside the split files: the dataset's name and its options.
+OPTIONS_FILE = "options.json"
+
+
+def dataset_options(name: str, options: dict) -> dict:
+    """The record :func:`make_dataset` writes as ``OPTIONS_FILE``: ``name`` and every option of the
+    dataset that is not a path, defaults filled in (so a pipeline can tell whether a finished dataset
+    was made with the options it asks for). Configuration only: nothing read from the data."""
+    values = {}
+    for parameter in inspect.signature(BUILDERS[name]).parameters.values():
+        if parameter.kind is not inspect.Parameter.KEYWORD_ONLY or "Path" in str(
+            parameter.annotation
+        ):
+            continue
+        default = None if parameter.default is inspect.Parameter.empty else parameter.default
+        value = options.get(parameter.name, default)
+        values[parameter.name] = list(value) if isinstance(value, tuple) else value
+    return {"format": "pate-dataset-options", "name": name, "options": values}
+
+
 def build_dataset(name: str, out_dir: str | Path, **options) -> dict[str, Path]:
     """Build dataset ``name`` into ``out_dir``, refusing options that this dataset does not use.
 
@@ -102,6 +129,7 @@ def make_dataset(
 ) -> dict[str, DatasetSplit]:
     """Build dataset ``name`` (:func:`build_dataset` with ``options``) into the folder ``out``, all
     of its files or none, and read each back: ``{"private": ..., "public": ..., "test": ...}``.
+    The folder also holds ``OPTIONS_FILE``, the options it was made with (:func:`dataset_options`).
 
     Refuses an ``out`` that is, holds or lies inside an input (``input``, ``source_dir``), ``force``
     or not, and an existing ``out`` without ``force`` (exit code 4).
@@ -111,6 +139,7 @@ def make_dataset(
     refuse_overlap(inputs=inputs, outputs={"`out`": out})
     with atomic_dir(out, force=force) as tmp:
         names = {split: path.name for split, path in build_dataset(name, tmp, **options).items()}
+        (tmp / OPTIONS_FILE).write_text(json.dumps(dataset_options(name, options), indent=2) + "\n")
     written = {}
     for split, filename in names.items():
         path = os.path.join(os.fspath(out), filename)
@@ -127,5 +156,7 @@ __all__ = [
     "build_adas",
     "build_dataset",
     "builder_options",
+    "dataset_options",
     "make_dataset",
+    "split_names",
 ]
