@@ -179,10 +179,8 @@ def render_sizing(result: SizingResult, as_json: bool) -> None:
         )
         for warning in row.warnings:
             out.print(f"      warning: {warning}", markup=False)
-    if result.recommended is not None:
-        out.print(f"Suggested: {result.advice}", markup=False)
-    else:
-        out.print(result.advice, markup=False)
+    advice = common.as_flags(result.advice, {**FLAGS, "public_size": "--public (or --public-size)"})
+    out.print(f"Suggested: {advice}" if result.recommended is not None else advice, markup=False)
 
 
 #: Field -> flag, for library errors (`public_size` -> --public-size).

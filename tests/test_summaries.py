@@ -154,6 +154,28 @@ def test_plan_takes_classes_and_public_size_from_the_files_and_recommends(tmp_pa
     assert "attribute 'num_classes' is 3, expected 4 as --classes" in wrong.stderr
 
 
+def test_plan_without_a_public_pool_says_the_answers_are_not_capped():
+    text = run("plan", "--epsilon", 8, "--individuals", 100_000, "--classes", 4).stdout
+    assert "Suggested: 500 teachers" in text
+    assert "--public (or --public-size) not given, so the answers are not capped" in text
+
+
+def test_the_epsilon_plan_advises_buys_what_it_says():
+    import re
+
+    from pate.accounting import size_teachers
+
+    result = size_teachers(epsilon=0.05, individuals=100_000, classes=4)
+    assert result.recommended is None
+    found = re.search(
+        r"a larger epsilon: ([0-9.]+) buys 40 answers .* with (\d+) teachers", result.advice
+    )
+    epsilon, teachers = float(found[1]), int(found[2])
+    again = size_teachers(epsilon=epsilon, individuals=100_000, classes=4)
+    assert {row.teachers: row.queries for row in again.rows}[teachers] >= 40
+    assert again.recommended == teachers
+
+
 def test_plan_says_plainly_when_no_setting_gives_a_useful_student(tmp_path):
     private = _dataset(tmp_path / "private.h5", 300, 4, 6)
     text = run("plan", "--epsilon", 2, "--private", private).stdout

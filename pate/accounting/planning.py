@@ -463,6 +463,8 @@ def _recommend(
             reason += (
                 f", the most of any setting whose teachers hold at least {needed_records} records"
             )
+        if public_size is None:
+            reason += "; `public_size` not given, so the answers are not capped by a public pool"
         return best.teachers, reason + "."
     advice = ["No setting gives a useful student"]
     if big_enough:  # large enough shards, too few answers: epsilon (or the public pool) limits
@@ -472,10 +474,12 @@ def _recommend(
                 f"a public pool of at least {wanted} records (10 per class; it has {public_size})"
             )
         if row.sigma > 0:
-            slope = wanted / (row.sigma * row.sigma)
+            slope = wanted * (1 + 1e-9) / (row.sigma * row.sigma)
             needed = epsilon_from_rdp(slope * orders, orders, delta, conversion=conversion)[0]
+            digits = 2 - math.floor(math.log10(needed))  # three significant digits, rounded up
+            needed = math.ceil(needed * 10**digits) / 10**digits
             advice.append(
-                f"a larger epsilon: {needed:.3g} buys {wanted} answers (10 per class) with "
+                f"a larger epsilon: {needed:g} buys {wanted} answers (10 per class) with "
                 f"{row.teachers} teachers"
             )
     enough_answers = [r for r in rows if r.queries >= wanted]
