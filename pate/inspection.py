@@ -310,6 +310,31 @@ def release_epsilon_curve(inspection: Inspection, points: int = 200):
     return ks, epsilon
 
 
+def release_epsilon_band(inspection: Inspection, points: int = 200):
+    """Confident-GNMax whose queries the student chose: the release records which queries were
+    answered but not where the rejected ones fell, so the data-independent epsilon after the k-th
+    answer lies between two exact bounds: k checks (every rejection came after) and
+    ``seen - answered + k`` checks (every rejection came before). Returns ``(answered, low, high)``,
+    or None for other releases. Public values only."""
+    report = inspection.report
+    if report["mechanism"] != "confident-gnmax":
+        return None
+    answered, seen = int(report["queries_answered"]), int(report["queries_seen"])
+    if answered == 0:
+        return None
+    budget = BudgetConfig(
+        delta=report["delta"],
+        max_epsilon=report["max_epsilon"],
+        orders=report.get("orders", "default"),
+        conversion=report.get("conversion", "improved"),
+    )
+    aggregator = {"mechanism": "confident-gnmax", **report["parameters"]}
+    ks = np.unique(np.linspace(1, answered, min(points, answered)).astype(np.int64))
+    low = data_independent_epsilon(aggregator, budget, ks, ks)
+    high = data_independent_epsilon(aggregator, budget, ks, ks + (seen - answered))
+    return ks, low, high
+
+
 def release_answers_per_class(inspection: Inspection) -> tuple[list[str], np.ndarray] | None:
     """The released (noisy) labels counted per class, with the class names: public values."""
     if inspection.kind != "release" or inspection.path is None:
@@ -346,8 +371,21 @@ def plot_inspection(inspection: Inspection, out_path: str | os.PathLike) -> None
         ax.plot(answered, eps_dd, label="data-dependent (private-internal)")
     else:
         curve = release_epsilon_curve(inspection)
+        band = None if curve is not None else release_epsilon_band(inspection)
         if curve is not None:
             ax.plot(*curve, label="data-independent (publishable)")
+            ax.set_xlim(left=0)
+        elif band is not None:
+            ks, low, high = band
+            ax.fill_between(
+                ks,
+                low,
+                high,
+                alpha=0.4,
+                label="data-independent (publishable): between these bounds\n"
+                "(where the rejected queries fell is not released)",
+            )
+            ax.plot([ks[-1]], [report["epsilon"]], "o", color="C0")
             ax.set_xlim(left=0)
         else:
             ax.plot(
@@ -367,7 +405,7 @@ def plot_inspection(inspection: Inspection, out_path: str | os.PathLike) -> None
     ax.set_xlabel("queries answered")
     ax.set_ylabel(f"epsilon at delta = {report['delta']:g}")
     ax.set_title(f"{report['mechanism']}: privacy spent")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ax = axes[1]
     if inspection.entries and votes is not None:
         seen = np.array([e.q for e in inspection.entries])

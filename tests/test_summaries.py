@@ -240,6 +240,30 @@ def test_the_release_curve_is_exact_and_ends_at_its_epsilon(made, release):
     assert names == ["0", "1", "2"] and counts.sum() == report["queries_answered"]
 
 
+def test_a_release_that_does_not_record_the_order_gets_exact_bounds(made, tmp_path):
+    import shutil
+
+    from pate.inspection import inspect_path, release_epsilon_band, release_epsilon_curve
+
+    exact = inspect_path(made["out"] / "release-c")
+    answered, epsilon = release_epsilon_curve(exact)
+    chosen = tmp_path / "release"  # the same release, as if the student had chosen its queries
+    shutil.copytree(made["out"] / "release-c", chosen)
+    report = json.loads((chosen / "privacy.json").read_text())
+    report["configuration"]["query_selection"] = "uncertainty"
+    (chosen / "privacy.json").write_text(json.dumps(report))
+    inspection = inspect_path(chosen)
+    assert release_epsilon_curve(inspection) is None
+    ks, low, high = release_epsilon_band(inspection)
+    assert ks[-1] == report["queries_answered"]
+    assert high[-1] == pytest.approx(report["epsilon"], rel=1e-9)
+    exact_at = dict(zip(answered.tolist(), epsilon.tolist(), strict=False))  # last value per k
+    inside = [low[i] - 1e-9 <= exact_at[k] <= high[i] + 1e-9 for i, k in enumerate(ks)]
+    assert all(inside) and np.all(low <= high)
+    run("inspect", chosen, "--plot", tmp_path / "band.png")
+    assert (tmp_path / "band.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_the_release_plot_draws_the_curve_and_the_answers_per_class(made, tmp_path, monkeypatch):
     from matplotlib.axes import Axes
 
