@@ -202,7 +202,7 @@ class Phases:
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
-            TextColumn("{task.fields[detail]}"),  # done/total and the rate, once known
+            TextColumn("{task.fields[detail]}"),  # done/total, the rate and the ETA, once known
             TimeElapsedColumn(),
         ]
         self._progress = Progress(*columns, console=console(stderr=True), transient=True)
@@ -242,6 +242,9 @@ class Phases:
         detail = f"{done:,}/{task.total:,.0f}" if task.total else f"{done:,}"
         if self.unit and task.speed:
             detail += f"  {task.speed:,.0f} {self.unit}/s"
+        if task.total and task.time_remaining:
+            minutes, seconds = divmod(int(task.time_remaining), 60)
+            detail += f"  ETA {minutes}:{seconds:02d}"
         self._progress.update(self._task, detail=detail)
 
     def end(self) -> None:

@@ -57,7 +57,7 @@ from pate.noise import make_noise
 from pate.portable import PORTABLE_FILE, save_portable
 from pate.records import QueryCharge, RunHeader
 from pate.report import (
-    CONFIDENCE,
+    SIGNIFICANCE,
     accuracy_interval,
     accuracy_text,
     beats_majority,
@@ -366,7 +366,7 @@ def label_and_distill(job: DistillJob, *, on_batch=None, on_phase=None) -> Disti
             public_notes.append(
                 f"the student's test accuracy {accuracy_text(student_accuracy, n)} does not beat "
                 f"always predicting the test set's most common class ({majority:.4f}) "
-                f"significantly (one-sided exact binomial test at {1 - CONFIDENCE:.0%}); it may "
+                f"significantly (one-sided exact binomial test at {SIGNIFICANCE:.0%}); it may "
                 "have learned nothing useful: more answers (a larger budget, more teachers) or "
                 "better teachers are needed"
             )
