@@ -27,11 +27,24 @@ def stderr_is_terminal() -> bool:
     return sys.stderr.isatty()
 
 
+#: Width of the console when its stream is not a terminal: wide enough that no table row or line is
+#: wrapped when the output is piped or captured (a terminal uses its own width).
+PIPED_WIDTH = 10_000
+
+
 def console(stderr: bool = False):
-    """A rich console (imported lazily so `--help` stays fast)."""
+    """A rich console (imported lazily so `--help` stays fast). When its stream is not a terminal,
+    lines and tables are never wrapped (rich would otherwise wrap them at 80 columns, mid-row)."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    terminal = hasattr(stream, "isatty") and stream.isatty()
+    return Console(
+        stderr=stderr,
+        highlight=False,
+        width=None if terminal else PIPED_WIDTH,
+        soft_wrap=not terminal,
+    )
 
 
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
@@ -150,60 +163,108 @@ def fields_as_flags(flags: dict[str, str]) -> Iterator[None]:
         raise PateError(as_flags(str(error), flags), exit_code=error.exit_code) from None
 
 
-class progress_bar:  # noqa: N801 (used as a context manager, like open())
-    """A rich progress bar on stderr, quiet when stderr is not a terminal (or ``quiet``).
+class Phases:
+    """Progress a user can read, on stderr: one phase at a time (compiling, answering, training...),
+    each with its elapsed time.
 
-    Used as ``with progress_bar("teachers", total) as advance: advance(done, total)``;
-    ``advance(done, total, description="...")`` also updates the label. The bar shows done/total,
-    the throughput in ``unit`` per second, the elapsed time and the ETA.
+    On a terminal: a live line (a bar when the phase has a total, else a spinner) with the elapsed
+    time, and when a phase ends a line ``<phase>: done in 12.3 s`` above it. When stderr is not a
+    terminal (piped, a log file): one line when a phase starts and one when it ends, nothing else.
+    ``quiet``: nothing at all.
+
+    ``with Phases() as phases: phases.start("answering queries", total); phases.advance(done)``;
+    starting a phase ends the one before, leaving the ``with`` ends the last.
     """
 
     def __init__(
-        self, description: str, total: int, *, unit: str = "", quiet: bool = False
+        self, *, unit: str = "", quiet: bool = False, terminal: bool | None = None
     ) -> None:
-        self.description = description
-        self.total = total
         self.unit = unit
         self.quiet = quiet
+        self.terminal = stderr_is_terminal() if terminal is None else terminal
+        self.current: str | None = None
+        self._started = 0.0
         self._progress = None
+        self._task = None
 
-    def __enter__(self):
-        if self.quiet or not stderr_is_terminal():
-            return lambda done, total, description=None: None
+    def __enter__(self) -> Phases:
+        if self.quiet or not self.terminal:
+            return self
         from rich.progress import (
             BarColumn,
-            MofNCompleteColumn,
             Progress,
-            TaskProgressColumn,
+            SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
-            TimeRemainingColumn,
         )
 
         columns = [
+            SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TaskProgressColumn(),
+            TextColumn("{task.fields[detail]}"),  # done/total, the rate and the ETA, once known
+            TimeElapsedColumn(),
         ]
-        if self.unit:
-            columns.append(
-                TextColumn(f"{{task.fields[rate]}} {self.unit}/s", justify="right"),
-            )
-        columns += [TimeElapsedColumn(), TimeRemainingColumn()]
         self._progress = Progress(*columns, console=console(stderr=True), transient=True)
         self._progress.__enter__()
-        task = self._progress.add_task(self.description, total=self.total, rate="-")
+        return self
 
-        def advance(done: int, total: int, description: str | None = None) -> None:
-            speed = self._progress.tasks[0].speed
-            fields = {"rate": f"{speed:,.0f}" if speed else "-"}
-            if description is not None:
-                fields["description"] = description
-            self._progress.update(task, completed=done, total=total, **fields)
-
-        return advance
-
-    def __exit__(self, *exc) -> None:
+    def _say(self, text: str) -> None:
         if self._progress is not None:
-            self._progress.__exit__(*exc)
+            self._progress.console.print(text, markup=False, highlight=False)
+        else:
+            click.echo(text, err=True)
+
+    def start(self, name: str, total: int | None = None) -> None:
+        """End the current phase (if any) and start ``name`` (``total`` units, or unknown)."""
+        import time
+
+        self.end()
+        if self.quiet:
+            return
+        self.current, self._started = name, time.monotonic()
+        if self._progress is not None:
+            self._task = self._progress.add_task(name, total=total or None, detail="")
+        else:
+            self._say(f"{name} ...")
+
+    def advance(self, done: int, total: int | None = None, description: str | None = None) -> None:
+        """Progress within the current phase (shown on a terminal only)."""
+        if self._progress is None or self._task is None:
+            return
+        fields: dict = {}
+        if description is not None:
+            fields["description"] = f"{self.current}: {description}"
+        if total:
+            fields["total"] = total
+        self._progress.update(self._task, completed=done, **fields)
+        task = next(t for t in self._progress.tasks if t.id == self._task)
+        detail = f"{done:,}/{task.total:,.0f}" if task.total else f"{done:,}"
+        if self.unit and task.speed:
+            detail += f"  {task.speed:,.0f} {self.unit}/s"
+        if task.total and task.time_remaining:
+            minutes, seconds = divmod(int(task.time_remaining), 60)
+            detail += f"  ETA {minutes}:{seconds:02d}"
+        self._progress.update(self._task, detail=detail)
+
+    def end(self) -> None:
+        """End the current phase with a line saying how long it took."""
+        import time
+
+        if self.current is None:
+            return
+        elapsed = time.monotonic() - self._started
+        if self._progress is not None and self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None
+        self._say(f"{self.current}: done in {elapsed:.1f} s")
+        self.current = None
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.end()
+        else:
+            self.current = None  # an error: no "done" line
+        if self._progress is not None:
+            self._progress.__exit__(exc_type, *exc)
+            self._progress = None

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     "--plot",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Write a PNG: epsilon against queries answered, and vote margins.",
+    help="Write a PNG: epsilon against queries answered, and the vote margins (a workspace: "
+    "private) or the answers per class (a release).",
 )
 def command(path: str, as_json: bool, plot: str | None) -> None:
     """Show the privacy budget spent: epsilon at delta, queries, mechanism and accountant.
@@ -49,6 +50,7 @@ FLAGS = common.flags_of(command)
 
 
 def render(path: str, inspection: Inspection, plot: str | None) -> None:
+    """Print the inspection (the command's output)."""
     from rich.table import Table
 
     report = inspection.report
@@ -89,12 +91,23 @@ def render(path: str, inspection: Inspection, plot: str | None) -> None:
         ("accountant", report["accountant"]),
         ("noise", report["noise"] + ("" if report["private"] else "  [NOT PRIVATE]")),
     ]
+    public_records = report.get("public_records")
+    if isinstance(public_records, int):
+        rows.insert(
+            3,
+            ("public records labelled", f"{report['queries_answered']} of {public_records}"),
+        )
     accuracy, majority = report.get("student_test_accuracy"), report.get("test_majority_rate")
     if isinstance(accuracy, (int, float)) and isinstance(majority, (int, float)):
-        verdict = "" if accuracy > majority else "  [does not beat the majority rate]"
-        rows.append(
-            ("student test accuracy", f"{accuracy:.4f} (majority rate {majority:.4f}){verdict}")
-        )
+        from pate.report import accuracy_text, beats_majority
+
+        n = report.get("test_records")
+        if isinstance(n, int) and n > 0:  # releases made before test_records was recorded: plain
+            shown, beats = accuracy_text(accuracy, n), beats_majority(accuracy, n, majority)
+        else:
+            shown, beats = f"{accuracy:.4f}", accuracy > majority
+        verdict = "" if beats else "  [does not beat the majority rate significantly]"
+        rows.append(("student test accuracy", f"{shown} (majority rate {majority:.4f}){verdict}"))
     for name, value in rows:
         table.add_row(name, value)
     out = common.console()

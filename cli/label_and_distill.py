@@ -118,9 +118,8 @@ def command(**options) -> None:
         job = job_from_options(options)
         from pate.distill import label_and_distill
 
-        total = job.budget.max_queries or _count(job.public)
-        with common.progress_bar("answering queries", total) as advance:
-            result = label_and_distill(job, on_batch=lambda done, spent: advance(done, total))
+        with common.Phases(quiet=options["as_json"]) as phases:
+            result = label_and_distill(job, **callbacks(phases))
     print_private_warnings(result)
     render(result, options["as_json"])
 
@@ -142,6 +141,11 @@ def job_from_options(options: dict) -> DistillJob:
     )
 
 
+def callbacks(phases: common.Phases) -> dict:
+    """``label_and_distill``'s progress hooks shown as ``phases`` (the command's and ``pate run``'s)."""
+    return {"on_batch": lambda done, spent: phases.advance(done), "on_phase": phases.start}
+
+
 def print_private_warnings(result) -> None:
     """Warnings about the private data: to the operator's terminal (stderr) only, never published."""
     for warning in result.private_warnings:
@@ -149,15 +153,16 @@ def print_private_warnings(result) -> None:
 
 
 def render(result, as_json: bool) -> None:
+    """Print what ``label_and_distill`` did (the command's output; ``pate run`` calls it too)."""
     report, spent = result.report, result.outcome.spent
     if as_json:
         return common.echo_json(result.summary())
     out = common.console()
     resumed = result.outcome.resumed_queries
     out.print(
-        f"{report['queries_answered']} of {report['queries_seen']} queries answered "
-        f"({report['mechanism']}), stopped by {report['stop_reason']}"
-        + (f"; {resumed} resumed from the ledger" if resumed else "")
+        f"{result.labelled_text}; {report['queries_seen']} asked ({report['mechanism']})"
+        + (f"; {resumed} resumed from the ledger" if resumed else ""),
+        markup=False,
     )
     out.print(
         f"epsilon = {report['epsilon']:.4f} at delta = {report['delta']:g} (data-independent, "
@@ -169,19 +174,13 @@ def render(result, as_json: bool) -> None:
         )
     if result.student_accuracy is not None:
         out.print(
-            f"student test accuracy = {result.student_accuracy:.4f} "
+            f"student test accuracy = {result.student_accuracy_text} "
             f"({report['student']['method']} {report['student']['model']} student; always the "
-            f"most common class: {report['test_majority_rate']:.4f})"
+            f"most common class: {report['test_majority_rate']:.4f})",
+            markup=False,
         )
     if not report["private"]:
         out.print("[bold red]WARNING: seeded noise: this release is NOT private[/]")
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     out.print(f"release written to {result.release_dir}")
-
-
-def _count(public_path) -> int:
-    from pate.io import open_h5
-
-    with open_h5(public_path, "dataset file") as handle:
-        return int(handle["features"].shape[0]) if "features" in handle else 0

@@ -8,7 +8,6 @@ release's summary as ``pate inspect`` shows it.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -121,32 +120,23 @@ def _render(stage: str, job, result, as_json: bool) -> dict:
 
 
 class _Progress:
-    """Each long stage's progress bar, as its command shows it (quiet with ``--json`` or when stderr
-    is not a terminal): ``progress(stage)`` opens the stage's bar and gives its callback."""
+    """Each long stage's phases, as its command shows them (quiet with ``--json``; one line per phase
+    when stderr is not a terminal): ``progress(stage)`` opens the stage's phases and gives its hooks."""
 
     def __init__(self, pipeline, *, quiet: bool) -> None:
-        self.pipeline, self.quiet, self.bar = pipeline, quiet, None
+        self.pipeline, self.quiet, self.phases = pipeline, quiet, None
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
-            self.bar = None
+        if self.phases is not None:
+            self.phases.__exit__(None, None, None)
+            self.phases = None
 
-    def __call__(self, stage: str):
+    def __call__(self, stage: str) -> dict:
         self.close()
         if stage == "train_teachers":
-            self.bar = common.progress_bar("training teachers", 0, unit="steps", quiet=self.quiet)
-            advance = self.bar.__enter__()
-
-            def on_progress(p) -> None:
-                teachers = f"teachers {p.teachers_done}/{p.teachers_total}"
-                advance(p.steps_done, p.steps_total, description=teachers)
-
-            return on_progress
-        from cli.label_and_distill import _count
-
-        job = self.pipeline.label_and_distill
-        total = job.budget.max_queries or (_count(job.public) if Path(job.public).exists() else 0)
-        self.bar = common.progress_bar("answering queries", total, quiet=self.quiet)
-        advance = self.bar.__enter__()
-        return lambda done, spent: advance(done, total)
+            from cli import train_teachers as command
+        else:
+            from cli import label_and_distill as command
+        unit = "steps" if stage == "train_teachers" else ""
+        self.phases = common.Phases(unit=unit, quiet=self.quiet).__enter__()
+        return command.callbacks(self.phases)

@@ -114,15 +114,23 @@ def command(**options) -> None:
             **common.fields_of(JOB, options), train=train, checkpoints=not options["no_checkpoints"]
         )
         quiet = options["as_json"] or jax.process_index() != 0
-        with common.progress_bar("training teachers", 0, unit="steps", quiet=quiet) as advance:
-
-            def on_progress(p: Progress) -> None:
-                teachers = f"teachers {p.teachers_done}/{p.teachers_total}"
-                advance(p.steps_done, p.steps_total, description=teachers)
-
-            result = train_teachers(job, progress=on_progress)
+        with common.Phases(unit="steps", quiet=quiet) as phases:
+            result = train_teachers(job, **callbacks(phases))
     if result.path is not None:  # only process 0 writes and reports
         render(result, options["as_json"])
+
+
+def callbacks(phases: common.Phases) -> dict:
+    """``train_teachers``'s progress hooks shown as ``phases`` (the command's and ``pate run``'s)."""
+
+    def on_progress(p: Progress) -> None:
+        # XLA compiles before the first step: that phase ends with the first steps done.
+        if phases.current == "compiling and first steps" and p.steps_done > 0:
+            phases.start("training teachers", p.steps_total)
+        teachers = f"teachers {p.teachers_done}/{p.teachers_total}"
+        phases.advance(p.steps_done, p.steps_total, description=teachers)
+
+    return {"progress": on_progress, "on_phase": phases.start}
 
 
 #: Field -> flag, for library errors (`teacher_chunk` -> --teacher-chunk; the custom model's
@@ -132,6 +140,7 @@ FLAGS["factory"] = "--model"
 
 
 def render(result: TeachersResult, as_json: bool) -> None:
+    """Print what ``train_teachers`` did (the command's output; ``pate run`` calls it too)."""
     report, ensemble, accuracy = result.summary(), result.ensemble, result.accuracy
     if as_json:
         return common.echo_json(report)
@@ -148,8 +157,9 @@ def render(result: TeachersResult, as_json: bool) -> None:
     )
     if accuracy is not None:
         out.print(
-            f"test accuracy per teacher: min {accuracy.min():.3f}  mean {accuracy.mean():.3f}  "
-            f"max {accuracy.max():.3f}"
+            f"test accuracy per teacher: min {accuracy.min():.3f}  mean "
+            f"{result.mean_accuracy_text or format(accuracy.mean(), '.3f')}  max {accuracy.max():.3f}",
+            markup=False,
         )
     if result.majority_rate is not None:
         out.print(f"always the most common test class: {result.majority_rate:.3f}")

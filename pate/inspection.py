@@ -1,9 +1,11 @@
 """What ``pate inspect`` reads and draws: the budget spent by a workspace or a release.
 
 A *workspace* (private) has the ledger: the report is recomputed from it, including the
-data-dependent epsilon (private-internal) and the vote margins. A *release* (public) has only
-``privacy.json``; it never holds raw votes, so its view has no margins and no data-dependent epsilon
-unless one was released with smooth sensitivity.
+data-dependent epsilon (private-internal) and the vote margins. A *release* (public) has
+``privacy.json`` and ``labels.h5``; it never holds raw votes, so its view has no margins and no
+data-dependent epsilon unless one was released with smooth sensitivity. Its plot draws the
+data-independent epsilon exactly (a function of the configuration and of which queries were answered)
+and the released answers per class.
 
 :func:`inspect` is ``pate inspect`` as one call: the report, and on request its plot. Errors name the
 argument they are about in backquotes, as `plot`.
@@ -42,6 +44,7 @@ class Inspection:
     entries: list[QueryCharge] | None = None
     header: RunHeader | None = None  # the ledger's header (a workspace)
     votes_path: Path | None = None  # the workspace's votes file; read only by :func:`load_votes`
+    path: Path | None = None  # the folder inspected
 
     def summary(self) -> dict:
         """The report in plain values, with ``kind`` (the command's ``--json`` report)."""
@@ -115,6 +118,7 @@ def inspect_path(path: str | os.PathLike) -> Inspection:
             entries,
             header=header,
             votes_path=votes_path if votes_path.exists() else None,
+            path=path,
         )
     report_path = path / "privacy.json"
     if report_path.exists():
@@ -123,7 +127,7 @@ def inspect_path(path: str | os.PathLike) -> Inspection:
         except (ValueError, UnicodeDecodeError) as exc:
             raise PateError(f"{report_path}: not valid JSON ({exc})") from None
         check_release_report(report, report_path)
-        return Inspection("release", report)
+        return Inspection("release", report, path=path)
     raise PateError(
         f"{path}: neither a workspace (no {LEDGER_FILE}) nor a release (no privacy.json)"
     )
@@ -221,8 +225,137 @@ def epsilon_curve(entries: list[QueryCharge], header: RunHeader, points: int = 1
     return np.array(answered), np.array(eps_di), np.array(eps_dd)
 
 
+def data_independent_epsilon(
+    aggregator: dict, budget: BudgetConfig, teacher: np.ndarray, checked: np.ndarray
+) -> np.ndarray:
+    """The data-independent epsilon after ``teacher[i]`` teacher answers and ``checked[i]`` threshold
+    checks, for each i: the same bound as the ledger's (:func:`pate.labeling.spent`), a function of the
+    configuration and the counts only."""
+    from pate import accounting
+    from pate.aggregate import GNMaxConfig, LNMaxConfig
+
+    config = aggregator_from_dict(aggregator)
+    orders = budget.order_values
+    if isinstance(config, LNMaxConfig):
+        per_answer = accounting.rdp_lnmax_data_independent(config.scale, orders)
+        per_check = np.zeros_like(orders)
+    else:
+        sigma = config.sigma if isinstance(config, GNMaxConfig) else config.sigma2
+        per_answer = accounting.rdp_gnmax_data_independent(sigma, orders)
+        per_check = (
+            np.zeros_like(orders)
+            if isinstance(config, GNMaxConfig)
+            else accounting.rdp_threshold_data_independent(config.sigma1, orders)
+        )
+    out = np.zeros(len(teacher))
+    for i, (t, c) in enumerate(zip(teacher, checked, strict=True)):
+        if t or c:
+            rdp = t * per_answer + c * per_check
+            out[i] = accounting.epsilon_from_rdp(
+                rdp, orders, budget.delta, conversion=budget.conversion
+            )[0]
+    return out
+
+
+def release_epsilon_curve(inspection: Inspection, points: int = 200):
+    """A release's data-independent epsilon after each answered query, exactly, from public values
+    only: the configuration in ``privacy.json`` and the answered query indices in ``labels.h5``.
+
+    Returns ``(answered, epsilon)`` at up to ``points`` values, the last the release's; or None where
+    the release does not say in which order the charges came (Confident-GNMax whose queries the
+    student chose, Interactive-GNMax whose student answers cost nothing).
+
+    GNMax and LNMax charge one teacher answer per query asked. Confident-GNMax asked the public
+    records in order (0, 1, ...) and charged a threshold check on each and a teacher answer on each
+    answered one, so the k-th answer, at query index q, follows q + 1 checks."""
+    report = inspection.report
+    mechanism = report["mechanism"]
+    budget = BudgetConfig(
+        delta=report["delta"],
+        max_epsilon=report["max_epsilon"],
+        orders=report.get("orders", "default"),
+        conversion=report.get("conversion", "improved"),
+    )
+    aggregator = {"mechanism": mechanism, **report["parameters"]}
+    answered = int(report["queries_answered"])
+    if answered == 0:
+        return None
+    ks = np.unique(np.linspace(1, answered, min(points, answered)).astype(np.int64))
+    if mechanism in ("gnmax", "lnmax"):
+        epsilon = data_independent_epsilon(aggregator, budget, ks, np.zeros_like(ks))
+        return ks, epsilon
+    selection = (report.get("configuration") or {}).get("query_selection", "order")
+    if mechanism != "confident-gnmax" or selection != "order" or inspection.path is None:
+        return None
+    from pate.distill.release import LABELS_FILE, read_labels
+
+    labels_path = inspection.path / LABELS_FILE
+    if not labels_path.exists():
+        return None
+    query_index, _ = read_labels(labels_path)
+    query_index = np.sort(query_index)
+    if len(query_index) != answered:
+        return None
+    checks = query_index[ks - 1] + 1
+    epsilon = data_independent_epsilon(aggregator, budget, ks, checks)
+    if answered and int(report["queries_seen"]) > int(query_index[-1]) + 1:
+        # Rejected queries after the last answer: their checks are charged too.
+        ks = np.append(ks, answered)
+        epsilon = np.append(
+            epsilon,
+            data_independent_epsilon(
+                aggregator, budget, np.array([answered]), np.array([report["queries_seen"]])
+            ),
+        )
+    return ks, epsilon
+
+
+def release_epsilon_band(inspection: Inspection, points: int = 200):
+    """Confident-GNMax whose queries the student chose: the release records which queries were
+    answered but not where the rejected ones fell, so the data-independent epsilon after the k-th
+    answer lies between two exact bounds: k checks (every rejection came after) and
+    ``seen - answered + k`` checks (every rejection came before). Returns ``(answered, low, high)``,
+    or None for other releases. Public values only."""
+    report = inspection.report
+    if report["mechanism"] != "confident-gnmax":
+        return None
+    answered, seen = int(report["queries_answered"]), int(report["queries_seen"])
+    if answered == 0:
+        return None
+    budget = BudgetConfig(
+        delta=report["delta"],
+        max_epsilon=report["max_epsilon"],
+        orders=report.get("orders", "default"),
+        conversion=report.get("conversion", "improved"),
+    )
+    aggregator = {"mechanism": "confident-gnmax", **report["parameters"]}
+    ks = np.unique(np.linspace(1, answered, min(points, answered)).astype(np.int64))
+    low = data_independent_epsilon(aggregator, budget, ks, ks)
+    high = data_independent_epsilon(aggregator, budget, ks, ks + (seen - answered))
+    return ks, low, high
+
+
+def release_answers_per_class(inspection: Inspection) -> tuple[list[str], np.ndarray] | None:
+    """The released (noisy) labels counted per class, with the class names: public values."""
+    if inspection.kind != "release" or inspection.path is None:
+        return None
+    from pate.distill.release import LABELS_FILE, read_labels
+
+    labels_path = inspection.path / LABELS_FILE
+    if not labels_path.exists():
+        return None
+    _, labels = read_labels(labels_path)
+    with open_h5(labels_path, "released labels file") as handle:
+        names = [str(n) for n in handle.attrs.get("class_names", [])]
+    classes = max(len(names), int(labels.max()) + 1 if len(labels) else 0)
+    names = names or [str(c) for c in range(classes)]
+    return names, np.bincount(labels, minlength=classes)
+
+
 def plot_inspection(inspection: Inspection, out_path: str | os.PathLike) -> None:
-    """Draw epsilon against queries answered and, for a workspace, the vote-margin distribution."""
+    """Draw epsilon against queries answered and, for a workspace, the vote-margin distribution;
+    for a release, the exact data-independent curve (:func:`release_epsilon_curve`) and the
+    released answers per class (public values only)."""
     votes = load_votes(inspection)  # refuses damaged votes before anything is drawn or written
     import matplotlib
 
@@ -237,17 +370,42 @@ def plot_inspection(inspection: Inspection, out_path: str | os.PathLike) -> None
         ax.plot(answered, eps_di, label="data-independent (publishable)")
         ax.plot(answered, eps_dd, label="data-dependent (private-internal)")
     else:
-        ax.plot(
-            [0, report["queries_answered"]],
-            [0, report["epsilon"]],
-            "o-",
-            label="data-independent (publishable)",
-        )
+        curve = release_epsilon_curve(inspection)
+        band = None if curve is not None else release_epsilon_band(inspection)
+        if curve is not None:
+            ax.plot(*curve, label="data-independent (publishable)")
+            ax.set_xlim(left=0)
+        elif band is not None:
+            ks, low, high = band
+            ax.fill_between(
+                ks,
+                low,
+                high,
+                alpha=0.4,
+                label="data-independent (publishable): between these bounds\n"
+                "(where the rejected queries fell is not released)",
+            )
+            ax.plot([ks[-1]], [report["epsilon"]], "o", color="C0")
+            ax.set_xlim(left=0)
+        else:
+            ax.plot(
+                [report["queries_answered"]],
+                [report["epsilon"]],
+                "o",
+                label="data-independent (publishable), final",
+            )
+            ax.text(
+                0.02,
+                0.6,
+                "the release does not record the order of its charges:\nthe final value only",
+                transform=ax.transAxes,
+                fontsize=8,
+            )
     ax.axhline(report["max_epsilon"], color="black", linestyle="--", label="budget")
     ax.set_xlabel("queries answered")
     ax.set_ylabel(f"epsilon at delta = {report['delta']:g}")
     ax.set_title(f"{report['mechanism']}: privacy spent")
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ax = axes[1]
     if inspection.entries and votes is not None:
         seen = np.array([e.q for e in inspection.entries])
@@ -261,11 +419,25 @@ def plot_inspection(inspection: Inspection, out_path: str | os.PathLike) -> None
         ax.set_ylabel("queries")
         ax.set_title("vote margins (private workspace)")
         ax.legend(fontsize=8)
+    elif (per_class := release_answers_per_class(inspection)) is not None:
+        names, counts = per_class
+        ax.bar(range(len(counts)), counts)
+        ax.set_xticks(
+            range(len(counts)),
+            names,
+            rotation=45 if len(names) > 6 else 0,
+            ha="right" if len(names) > 6 else "center",
+        )
+        for x, count in enumerate(counts):
+            ax.annotate(str(int(count)), (x, count), ha="center", va="bottom", fontsize=8)
+        ax.set_xlabel("released label")
+        ax.set_ylabel("answers")
+        ax.set_title(f"answers per class ({int(counts.sum())} noisy labels, public)")
     else:
         ax.text(
             0.5,
             0.5,
-            "a release holds no votes:\nmargins are shown for a workspace only",
+            "no labels.h5 beside privacy.json:\nanswers per class unknown",
             ha="center",
             va="center",
             transform=ax.transAxes,

@@ -691,8 +691,10 @@ def stage_is_finished(stage: str, job: Any, *, where: str = "") -> bool:
 # Running
 
 
-def run_stage(stage: str, job: Any, *, on_batch: Callable | None = None) -> Any:
-    """Run one stage's job through the library call its command makes."""
+def run_stage(stage: str, job: Any, **hooks: Callable) -> Any:
+    """Run one stage's job through the library call its command makes; ``hooks`` are that call's
+    progress callbacks (``progress``/``on_phase`` of train_teachers, ``on_batch``/``on_phase`` of
+    label_and_distill)."""
     if stage == "dataset":
         from pate.data import make_dataset
 
@@ -704,10 +706,10 @@ def run_stage(stage: str, job: Any, *, on_batch: Callable | None = None) -> Any:
     if stage == "train_teachers":
         from pate.teachers import train_teachers
 
-        return train_teachers(job, progress=on_batch)
+        return train_teachers(job, **hooks)
     from pate.distill import label_and_distill
 
-    return label_and_distill(job, on_batch=on_batch)
+    return label_and_distill(job, **hooks)
 
 
 def run_pipeline(
@@ -721,8 +723,9 @@ def run_pipeline(
     finished ones.
 
     ``on_stage(stage, status, result)`` is called after each stage with status ``"done"`` or
-    ``"skipped"``; ``progress(stage)``, if given, returns the stage's progress callback (its
-    command's ``progress``/``on_batch``); ``on_start(stage)`` before a stage runs. Returns each stage's result (``None`` for a skipped stage).
+    ``"skipped"``; ``progress(stage)``, if given, returns the stage's progress hooks (keyword
+    arguments of its library call, see :func:`run_stage`); ``on_start(stage)`` before a stage runs.
+    Returns each stage's result (``None`` for a skipped stage).
     """
     actions = check_pipeline(pipeline)
     results: dict[str, Any] = {}
@@ -735,12 +738,10 @@ def run_pipeline(
             continue
         if on_start:
             on_start(stage)
-        callback = (
-            progress(stage)
-            if progress and stage in ("train_teachers", "label_and_distill")
-            else None
+        hooks = (
+            progress(stage) if progress and stage in ("train_teachers", "label_and_distill") else {}
         )
-        results[stage] = run_stage(stage, job, on_batch=callback)
+        results[stage] = run_stage(stage, job, **hooks)
         if on_stage:
             on_stage(stage, "done", results[stage])
     return results

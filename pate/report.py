@@ -140,3 +140,57 @@ def majority_rate(labels: np.ndarray, num_classes: int) -> float:
     if len(labels) == 0:
         return 0.0
     return float(np.bincount(labels, minlength=num_classes).max() / len(labels))
+
+
+#: Confidence level of the accuracy intervals, and significance level of the majority-rate test.
+CONFIDENCE = 0.95
+SIGNIFICANCE = 0.05
+
+
+def accuracy_interval(correct: float, n: int, level: float = CONFIDENCE) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) ``level`` interval of a binomial proportion: ``correct`` of ``n``
+    test records right. A non-integral ``correct`` (a mean over teachers times ``n``) is rounded.
+
+    >>> lo, hi = accuracy_interval(1062, 1350)
+    >>> round(lo, 4), round(hi, 4)
+    (0.7638, 0.8082)
+    """
+    from scipy.stats import beta
+
+    k, n = int(round(correct)), int(n)
+    if n <= 0:
+        return (0.0, 1.0)
+    tail = (1.0 - level) / 2.0
+    low = 0.0 if k == 0 else float(beta.ppf(tail, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1.0 - tail, k + 1, n - k))
+    return (low, high)
+
+
+def beats_rate_p_value(correct: float, n: int, rate: float) -> float:
+    """One-sided exact binomial test of "accuracy > ``rate``": the probability of ``correct`` or more
+    right answers of ``n`` if each were right with probability ``rate`` (the majority rate). The
+    accuracy beats the rate *significantly* when this is below :data:`SIGNIFICANCE`.
+
+    >>> beats_rate_p_value(1062, 1350, 0.7844) > 0.05  # 0.7867 vs 0.7844: inside the noise
+    True
+    >>> beats_rate_p_value(1120, 1350, 0.7844) < 0.05  # 0.8296 vs 0.7844
+    True
+    """
+    from scipy.stats import binom
+
+    k, n = int(round(correct)), int(n)
+    if n <= 0:
+        return 1.0
+    return float(binom.sf(k - 1, n, min(max(rate, 0.0), 1.0)))
+
+
+def beats_majority(accuracy: float, n: int, majority: float) -> bool:
+    """Whether ``accuracy`` on ``n`` test records beats the ``majority`` rate significantly
+    (:func:`beats_rate_p_value` below :data:`SIGNIFICANCE`)."""
+    return beats_rate_p_value(accuracy * n, n, majority) < SIGNIFICANCE
+
+
+def accuracy_text(accuracy: float, n: int) -> str:
+    """``0.7867 (95% CI 0.764-0.808, n=1350)``: the accuracy with its exact 95% interval."""
+    low, high = accuracy_interval(accuracy * n, n)
+    return f"{accuracy:.4f} (95% CI {low:.3f}-{high:.3f}, n={n})"

@@ -51,7 +51,14 @@ from pate.accounting.moments2017 import (
     smoothed_sensitivity_2017,
 )
 from pate.accounting.orders import DEFAULT_ORDERS, ORDER_LISTS, PAPER_ORDERS, resolve_orders
-from pate.accounting.planning import PLAN_MECHANISMS, PlanResult, SizingResult, plan, size_teachers
+from pate.accounting.planning import (
+    PLAN_MECHANISMS,
+    PlanResult,
+    SizingResult,
+    plan,
+    size_teachers,
+    size_teachers_from_files,
+)
 from pate.accounting.rdp import (
     is_data_independent_always_optimal_gnmax,
     is_data_independent_always_optimal_threshold,
@@ -123,6 +130,7 @@ __all__ = [
     "order_at_edge",
     "plan",
     "size_teachers",
+    "size_teachers_from_files",
     "SizingResult",
     "q_lnmax_2017",
     "rdp_gnmax",

@@ -11,9 +11,11 @@ give the report's table and its plain-language notes (which name options in back
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -98,6 +100,9 @@ class AnalysisReport:
     smooth_sensitivity: tuple[SmoothSensitivityRelease, ...] | None = None
     moments_2017: tuple[MomentsAnalysis2017, ...] | None = None
     warnings: tuple[str, ...] = field(default=())
+    #: A workspace's analysis: its vote file's rows (the public records), of which ``queries`` were
+    #: charged in its ledger; None for a plain vote file.
+    workspace_rows: int | None = None
 
     def _pick(self, values: Sequence) -> object:
         items = [v.to_dict() if hasattr(v, "to_dict") else v for v in values]
@@ -132,6 +137,9 @@ class AnalysisReport:
                 out["smooth_sensitivity"] = self._pick(
                     [_moments_release(m) for m in self.moments_2017]
                 )
+        if self.workspace_rows is not None:
+            out["source"] = "workspace ledger: the queries it charged"
+            out["votes_rows"] = self.workspace_rows
         out["warnings"] = list(self.warnings)
         return out
 
@@ -478,7 +486,7 @@ def analyze(
 def analyze_file(
     votes: str | os.PathLike,
     *,
-    mechanism: str = "gnmax",
+    mechanism: str | None = None,
     answered: str | os.PathLike | None = None,
     baseline: str | os.PathLike | None = None,
     teachers: int | None = None,
@@ -486,13 +494,85 @@ def analyze_file(
 ) -> AnalysisReport:
     """:func:`analyze` of the vote histograms in the file ``votes`` (``.npy``, or HDF5 dataset
     ``votes``), with ``answered`` and ``baseline`` read from files too (datasets ``answered`` and
-    ``baseline``); ``options`` are :func:`analyze`'s. Errors about the votes name the file."""
+    ``baseline``); ``options`` are :func:`analyze`'s (None: its default). ``mechanism`` None is
+    ``gnmax``. Errors about the votes name the file.
+
+    A workspace (its folder, or the ``votes.h5`` beside its ``ledger.jsonl``) is analysed by
+    :func:`analyze_workspace`: the queries its ledger charged, not every public row."""
+    options = {name: value for name, value in options.items() if value is not None}
+    if workspace_of(votes) is not None:
+        if answered is not None or baseline is not None:
+            raise PateError(
+                f"{votes}: a workspace's `answered` queries are read from its ledger, expected no "
+                "`answered` or `baseline` file"
+            )
+        return analyze_workspace(votes, mechanism=mechanism, teachers=teachers, **options)
     counts = check_votes(read_votes(votes), name=str(votes), teachers=teachers)
     return analyze(
         counts,
-        mechanism=mechanism,
+        mechanism=mechanism or "gnmax",
         teachers=teachers,
         answered=None if answered is None else read_array(answered, "answered"),
         baseline=None if baseline is None else read_array(baseline, "baseline"),
         **options,
     )
+
+
+def workspace_of(path: str | os.PathLike) -> Path | None:
+    """The workspace folder ``path`` names (the folder, or a file beside its ledger), or None."""
+    from pate.labeling import LEDGER_FILE
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    return folder if (folder / LEDGER_FILE).is_file() else None
+
+
+def analyze_workspace(
+    path: str | os.PathLike, *, mechanism: str | None = None, **options
+) -> AnalysisReport:
+    """:func:`analyze` of the queries a workspace's ledger charged (its votes file holds every public
+    row; only those asked cost anything). For Confident-GNMax, the ledger's answered queries give the
+    realised cost. ``mechanism`` None: the ledger's mechanism and parameters (each overridden by an
+    option given); ``delta``, ``orders`` and ``conversion`` default to the ledger's too.
+    Interactive-GNMax is refused: its threshold step needs the student's baseline at each query,
+    which the workspace does not keep (``pate inspect`` shows its cost from the ledger)."""
+    from pate.inspection import inspect_path, load_votes
+
+    folder = workspace_of(path)
+    if folder is None:
+        raise PateError(f"{path}: not a workspace (no ledger beside it)")
+    inspection = inspect_path(folder)
+    header, entries = inspection.header, inspection.entries or []
+    if inspection.votes_path is None:
+        raise PateError(f"{folder}: no votes.h5, expected the workspace's vote histograms")
+    counts = load_votes(inspection)
+    recorded = dict(header.aggregator)
+    recorded_mechanism = recorded.pop("mechanism")
+    if recorded_mechanism == "interactive-gnmax":
+        raise PateError(
+            f"{folder}: an Interactive-GNMax workspace, expected GNMax, LNMax or Confident-GNMax "
+            "(its threshold step needs the student's baseline at each query, which the workspace "
+            "does not keep); `pate inspect` shows its cost from the ledger"
+        )
+    if mechanism is None or mechanism == recorded_mechanism:
+        mechanism = recorded_mechanism
+        options = {**recorded, **options}
+    options.setdefault("delta", header.delta)
+    options.setdefault("orders", header.orders)
+    options.setdefault("conversion", header.conversion)
+    # The queries the run paid for (a teacher answer, a threshold check or both); which of them were
+    # answered is the run's own fact, so it counts only for the run's own mechanism.
+    charged = [e for e in entries if e.teacher or e.checked]
+    answered = None
+    if mechanism == recorded_mechanism == "confident-gnmax":
+        answered = np.array([e.teacher for e in charged], dtype=bool)
+    if not charged:
+        raise PateError(f"{folder}: its ledger charged no query yet, expected at least one")
+    rows = counts[np.array([e.q for e in charged], dtype=np.int64)]
+    report = analyze(
+        check_votes(rows, name=str(inspection.votes_path)),
+        mechanism=mechanism,
+        answered=answered,
+        **options,
+    )
+    return dataclasses.replace(report, workspace_rows=int(len(counts)))

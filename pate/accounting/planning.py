@@ -8,6 +8,7 @@ the composed curve is ``K * order`` and the budget fixes the largest admissible 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -304,6 +305,10 @@ class SizingResult:
     agreement: float
     rows: tuple[SizingRow, ...]
     assumption: str
+    #: The teacher count suggested (one of ``rows``), or None when no row gives a useful student.
+    recommended: int | None = None
+    #: Why that row, or what would give a useful student when none does.
+    advice: str = ""
 
     def to_dict(self) -> dict:
         out = {k: v for k, v in self.__dict__.items() if k != "rows"}
@@ -367,8 +372,9 @@ def size_teachers(
             warnings.append("fewer individuals than teachers: impossible")
         elif per_records < min_records_per_class * classes:
             warnings.append(
-                f"{per_records:.0f} records per teacher (< {min_records_per_class} per class): "
-                "teachers this small may not reach the assumed agreement"
+                f"{per_records:.0f} records per teacher, fewer than the "
+                f"{min_records_per_class * classes} ({min_records_per_class} per class x {classes} "
+                "classes) a teacher needs to reach the assumed agreement"
             )
         if queries < 10 * classes:
             warnings.append(
@@ -389,6 +395,18 @@ def size_teachers(
         f"an assumed teacher agreement of {agreement:.0%} (the share voting for the plurality; "
         "not measured), GNMax, data-independent epsilon"
     )
+    recommended, advice = _recommend(
+        rows,
+        classes=int(classes),
+        individuals=int(individuals),
+        records=records,
+        public_size=public_size,
+        needed_records=min_records_per_class * classes,
+        epsilon=target,
+        delta=delta,
+        orders=orders_array,
+        conversion=conversion,
+    )
     return SizingResult(
         epsilon=target,
         delta=delta,
@@ -399,4 +417,131 @@ def size_teachers(
         agreement=agreement,
         rows=tuple(rows),
         assumption=assumption,
+        recommended=recommended,
+        advice=advice,
+    )
+
+
+def _recommend(
+    rows: list[SizingRow],
+    *,
+    classes: int,
+    individuals: int,
+    records: int,
+    public_size: int | None,
+    needed_records: int,
+    epsilon: float,
+    delta: float,
+    orders: np.ndarray,
+    conversion: str,
+) -> tuple[int | None, str]:
+    """The row to suggest and why, or None and what would give a useful student.
+
+    A row is useful when each teacher holds at least ``needed_records`` records and the budget buys
+    at least 10 answers per class. Among useful rows: the most answers, then the fewest teachers
+    (larger shards agree more). With none: for the rows whose shards are large enough, the epsilon
+    that would buy 10 answers per class; for the rows that buy enough answers, the data they need.
+    """
+    wanted = 10 * classes
+    big_enough = [
+        r
+        for r in rows
+        if r.individuals_per_teacher >= 1 and r.records_per_teacher >= needed_records
+    ]
+    useful = [r for r in big_enough if r.queries >= wanted]
+    if useful:
+        best = max(useful, key=lambda r: (r.queries, -r.teachers))
+        reason = (
+            f"{best.teachers} teachers: each holds {best.records_per_teacher:.0f} records (at least "
+            f"{needed_records}: {needed_records // classes} per class), and GNMax with sigma "
+            f"{best.sigma:.2f} buys {best.queries} answers"
+        )
+        more = [r for r in rows if r.teachers > best.teachers]
+        if public_size is not None and best.queries == public_size:
+            reason += ", every record of the public pool; more teachers buy no more"
+        elif more:
+            reason += (
+                f", the most of any setting whose teachers hold at least {needed_records} records"
+            )
+        if public_size is None:
+            reason += "; `public_size` not given, so the answers are not capped by a public pool"
+        return best.teachers, reason + "."
+    advice = ["No setting gives a useful student"]
+    if big_enough:  # large enough shards, too few answers: epsilon (or the public pool) limits
+        row = max(big_enough, key=lambda r: r.queries)
+        if public_size is not None and public_size < wanted:
+            advice.append(
+                f"a public pool of at least {wanted} records (10 per class; it has {public_size})"
+            )
+        if row.sigma > 0:
+            slope = wanted * (1 + 1e-9) / (row.sigma * row.sigma)
+            needed = epsilon_from_rdp(slope * orders, orders, delta, conversion=conversion)[0]
+            digits = 2 - math.floor(math.log10(needed))  # three significant digits, rounded up
+            needed = math.ceil(needed * 10**digits) / 10**digits
+            advice.append(
+                f"a larger epsilon: {needed:g} buys {wanted} answers (10 per class) with "
+                f"{row.teachers} teachers"
+            )
+    enough_answers = [r for r in rows if r.queries >= wanted]
+    if enough_answers:  # enough answers, too small shards: the data limits
+        row = min(enough_answers, key=lambda r: r.teachers)
+        need_records = row.teachers * needed_records
+        per_individual = records / individuals
+        advice.append(
+            f"more data: {row.teachers} teachers need {need_records} records (about "
+            f"{math.ceil(need_records / per_individual)} individuals; the data has {records} "
+            f"records of {individuals} individuals)"
+        )
+    if len(advice) == 1:
+        advice.append("more individuals (larger teachers) and a larger epsilon (more answers)")
+    if classes > 2:
+        advice.append(
+            "or fewer classes (each teacher then needs fewer records, the student fewer answers)"
+        )
+    return None, advice[0] + "; what would: " + "; ".join(advice[1:]) + "."
+
+
+def size_teachers_from_files(
+    *,
+    epsilon: float,
+    private: str | os.PathLike,
+    public: str | os.PathLike | None = None,
+    classes: int | None = None,
+    public_size: int | None = None,
+    **options,
+) -> SizingResult:
+    """:func:`size_teachers` with what the files record: the individuals and records of the private
+    dataset file ``private``, its classes (attribute ``num_classes``) and the number of records of
+    the ``public`` dataset file. Read locally; nothing is written. ``classes`` or ``public_size``,
+    when given, must agree with the files."""
+    from pate.io import count_individuals, open_h5, read_dataset_attrs
+
+    individuals, records = count_individuals(private)
+    with open_h5(private, "dataset file") as handle:
+        recorded = read_dataset_attrs(handle, private)["num_classes"]
+    if classes is not None and classes != recorded:
+        raise PateError(
+            f"{private}: attribute 'num_classes' is {recorded}, expected {classes} as `classes`"
+        )
+    if public is not None:
+        with open_h5(public, "dataset file") as handle:
+            attrs = read_dataset_attrs(handle, public)
+            size = int(handle["features"].shape[0])
+        if attrs["num_classes"] != recorded:
+            raise PateError(
+                f"{public}: attribute 'num_classes' is {attrs['num_classes']}, expected {recorded} "
+                f"as {private}"
+            )
+        if public_size is not None and public_size != size:
+            raise PateError(
+                f"{public}: holds {size} records, expected {public_size} as `public_size`"
+            )
+        public_size = size
+    return size_teachers(
+        epsilon=epsilon,
+        individuals=individuals,
+        records=records,
+        classes=recorded,
+        public_size=public_size,
+        **options,
     )

@@ -32,7 +32,7 @@ from pate.distill.release import (
     write_labels,
 )
 from pate.distill.selection import RoundSelector
-from pate.distill.workspace import compute_or_load_votes, write_private_notes
+from pate.distill.workspace import VOTES_FILE, compute_or_load_votes, write_private_notes
 from pate.errors import BudgetExhausted, PateError
 from pate.export import public_schema, save_student
 from pate.io import (
@@ -56,7 +56,15 @@ from pate.models import ModelConfig, Preprocessing
 from pate.noise import make_noise
 from pate.portable import PORTABLE_FILE, save_portable
 from pate.records import QueryCharge, RunHeader
-from pate.report import majority_rate, privacy_report, write_report
+from pate.report import (
+    SIGNIFICANCE,
+    accuracy_interval,
+    accuracy_text,
+    beats_majority,
+    majority_rate,
+    privacy_report,
+    write_report,
+)
 from pate.student import StudentConfig, TrainedModel, fit_model, fit_student, resolve_method
 from pate.teachers import load_teacher_individuals, load_teachers
 
@@ -77,6 +85,25 @@ class DistillResult:
     warnings: list[str] = field(default_factory=list)
     private_warnings: list[str] = field(default_factory=list)
     workspace: Path | None = None
+    public_records: int | None = None
+    test_records: int | None = None
+
+    @property
+    def labelled_text(self) -> str:
+        """``57 of 420 public records labelled (stopped: budget)``: public quantities only."""
+        report = self.report
+        total = self.public_records if self.public_records is not None else report["queries_seen"]
+        return (
+            f"{report['queries_answered']} of {total} public records labelled "
+            f"(stopped: {stop_text(report['stop_reason'])})"
+        )
+
+    @property
+    def student_accuracy_text(self) -> str | None:
+        """The student's test accuracy with its exact 95% interval, or None without a test set."""
+        if self.student_accuracy is None or not self.test_records:
+            return None
+        return accuracy_text(self.student_accuracy, self.test_records)
 
     def summary(self) -> dict:
         """The run in plain values for the operator (the command's ``--json``). It holds the private
@@ -88,6 +115,8 @@ class DistillResult:
             "epsilon": report["epsilon"],
             "delta": report["delta"],
             "mechanism": report["mechanism"],
+            "labelled": self.labelled_text,
+            "public_records": self.public_records,
             "queries_seen": report["queries_seen"],
             "queries_answered": report["queries_answered"],
             "resumed_queries": outcome.resumed_queries,
@@ -96,12 +125,24 @@ class DistillResult:
             "student_method": report["student"]["method"],
             "student_model": report["student"]["model"],
             "student_test_accuracy": self.student_accuracy,
+            "student_test_interval": report.get("student_test_interval"),
+            "student_beats_majority": report.get("student_beats_majority"),
+            "test_records": self.test_records,
             "test_majority_rate": report.get("test_majority_rate"),
             "label_accuracy": self.label_accuracy,
             "private": report["private"],
             "warnings": self.warnings,
             "private_warnings": self.private_warnings,
         }
+
+
+#: How the summary says each stop reason (``pate.labeling``'s words -> the user's).
+STOP_TEXT = {"budget": "budget", "public set exhausted": "all asked", "max queries": "max queries"}
+
+
+def stop_text(reason: str) -> str:
+    """The stop reason as the summary says it: budget, all asked or max queries."""
+    return STOP_TEXT.get(reason, reason)
 
 
 DEFAULT_STUDENT_HIDDEN = (256, 256)
@@ -145,7 +186,7 @@ def student_model_config(
     return ModelConfig(kind=kind, input_shape=feature_shape, num_classes=num_classes, hidden=hidden)
 
 
-def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
+def label_and_distill(job: DistillJob, *, on_batch=None, on_phase=None) -> DistillResult:
     """Run the whole stage; see the module docstring for what is written where.
 
     Every check that can fail on public facts (paths and their overlap, the release folder, shapes and
@@ -157,8 +198,13 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
     The student is trained by :func:`pate.student.fit_student` on the public features, the released
     labels and the indices of the answered rows only (no teacher, vote or private record), with
     ``job.student_method`` and the architecture ``job.student_model`` (see
-    :func:`student_model_config`). ``on_batch(queries_done, spent)`` is called after each charged batch.
+    :func:`student_model_config`). ``on_batch(queries_done, spent)`` is called after each charged batch;
+    ``on_phase(name, total)`` when a phase starts: ``computing votes`` (compiling the teachers and
+    running them on the public set; ``loading votes`` when the workspace has them), ``answering
+    queries`` (``total``: the most queries that may be asked), ``training student``, ``writing
+    release``.
     """
+    phase = on_phase or (lambda name, total=None: None)
     teachers_dir, public_path, test_path = job.teachers, job.public, job.test
     workspace, release_dir, budget = job.workspace, job.out, job.budget
     noise_seed, force = job.noise_seed, job.force
@@ -213,6 +259,8 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
     workspace = ensure_private_dir(workspace)
     write_private_notes(workspace, private_notes)
     public_sha = array_fingerprint(public.features, public.individual_id.astype(str))
+    cached = (workspace / VOTES_FILE).exists()
+    phase("loading votes" if cached else "computing votes", None)
     votes = compute_or_load_votes(workspace, teachers, public.features, public_sha)
     noise = make_noise(noise_seed)
     interactive = isinstance(aggregator, InteractiveGNMaxConfig)
@@ -254,6 +302,7 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
         )
         return model.probabilities(public.features)
 
+    phase("answering queries", min(job.budget.max_queries or len(public), len(public)))
     outcome = run_labeling(
         votes,
         aggregator,
@@ -283,6 +332,7 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
         )
 
     ids, labels = outcome.answered_ids, outcome.answered_labels
+    phase("training student", None)
     student = fit_student(
         public.features, ids, labels, model_config, student_config, preprocessing=preprocessing
     )
@@ -294,6 +344,7 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
         max_epsilon_history=outcome.max_epsilon_history,
     )
     report["configuration"] = job.public_configuration()
+    report["public_records"] = len(public)
     report["student"] = {
         "method": student_config.method,
         "model": model_config.factory or model_config.kind,
@@ -304,16 +355,23 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
     if test is not None:
         student_accuracy = student.accuracy(test.features, test.labels)
         majority = majority_rate(test.labels, teachers.num_classes)
+        n = len(test.labels)
+        beats = beats_majority(student_accuracy, n, majority)
         report["student_test_accuracy"] = student_accuracy
+        report["student_test_interval"] = list(accuracy_interval(student_accuracy * n, n))
+        report["student_beats_majority"] = beats
+        report["test_records"] = n
         report["test_majority_rate"] = majority
-        if student_accuracy <= majority:
+        if not beats:
             public_notes.append(
-                f"the student's test accuracy {student_accuracy:.4f} does not beat always "
-                f"predicting the test set's most common class ({majority:.4f}); it has learned "
-                "nothing useful: more answers (a larger budget, more teachers) or better teachers "
-                "are needed"
+                f"the student's test accuracy {accuracy_text(student_accuracy, n)} does not beat "
+                f"always predicting the test set's most common class ({majority:.4f}) "
+                f"significantly (one-sided exact binomial test at {SIGNIFICANCE:.0%}); it may "
+                "have learned nothing useful: more answers (a larger budget, more teachers) or "
+                "better teachers are needed"
             )
     same_run = previous is not None and previous[0] == outcome.run_id
+    phase("writing release", None)
     with atomic_dir(release_dir, force=force or same_run) as tmp:
         write_labels(tmp / LABELS_FILE, ids, labels, class_names)
         save_student(
@@ -338,6 +396,8 @@ def label_and_distill(job: DistillJob, *, on_batch=None) -> DistillResult:
         public_notes,
         private_notes,
         workspace,
+        public_records=len(public),
+        test_records=None if test is None else len(test.labels),
     )
 
 

@@ -22,7 +22,13 @@ import numpy as np
 from pate.errors import PateError
 from pate.io import Dataset, atomic_dir, read_dataset, refuse_overlap
 from pate.models import ModelConfig
-from pate.report import majority_rate
+from pate.report import (
+    SIGNIFICANCE,
+    accuracy_interval,
+    accuracy_text,
+    beats_majority,
+    majority_rate,
+)
 from pate.teachers.config import DEFAULT_HEAD_HIDDEN, DEFAULT_HIDDEN, TeachersJob, resolve_strategy
 from pate.teachers.ensemble import EnsembleResult, Progress, train_ensemble
 from pate.teachers.shards import ShardsFile, open_shards
@@ -43,17 +49,37 @@ class TeachersResult:
     ensemble: EnsembleResult
     accuracy: np.ndarray | None
     majority_rate: float | None = None
+    test_records: int | None = None
+
+    @property
+    def mean_accuracy_text(self) -> str | None:
+        """The teachers' mean test accuracy with a conservative 95% interval (see
+        :attr:`warnings`), or None without a test set."""
+        if self.accuracy is None or not self.test_records:
+            return None
+        return accuracy_text(float(self.accuracy.mean()), self.test_records)
 
     @property
     def warnings(self) -> list[str]:
-        """Warnings for the operator (private: they speak about teachers of private data)."""
+        """Warnings for the operator (private: they speak about teachers of private data).
+
+        The teachers' mean accuracy must beat the test majority rate *significantly*: a one-sided
+        exact binomial test at 5% of ``mean accuracy x n`` correct of ``n`` test records. The mean
+        over teachers of each record's share of right teachers lies in [0, 1], so its variance is
+        at most a Bernoulli's: the binomial test and interval are conservative for it.
+        """
         if self.accuracy is None or self.majority_rate is None:
             return []
-        if float(self.accuracy.mean()) <= self.majority_rate:
+        mean = float(self.accuracy.mean())
+        n = self.test_records or 0
+        beats = beats_majority(mean, n, self.majority_rate) if n else mean > self.majority_rate
+        if not beats:
+            shown = self.mean_accuracy_text or f"{mean:.4f}"
             return [
-                f"the teachers' mean test accuracy {float(self.accuracy.mean()):.4f} does not beat "
-                f"always predicting the test set's most common class ({self.majority_rate:.4f}); "
-                "their votes carry little signal: fewer, larger shards or another model may help"
+                f"the teachers' mean test accuracy {shown} does not beat always predicting the "
+                f"test set's most common class ({self.majority_rate:.4f}) significantly "
+                f"(one-sided exact binomial test at {SIGNIFICANCE:.0%}); their votes may carry "
+                "little signal: fewer, larger shards or another model may help"
             ]
         return []
 
@@ -75,6 +101,12 @@ class TeachersResult:
             "accuracy_min": None if accuracy is None else float(accuracy.min()),
             "accuracy_mean": None if accuracy is None else float(accuracy.mean()),
             "accuracy_max": None if accuracy is None else float(accuracy.max()),
+            "accuracy_mean_interval": None
+            if accuracy is None or not self.test_records
+            else list(
+                accuracy_interval(float(accuracy.mean()) * self.test_records, self.test_records)
+            ),
+            "test_records": self.test_records,
             "test_majority_rate": self.majority_rate,
             "warnings": self.warnings,
             "teacher_seconds_mean": float(ensemble.teacher_seconds.mean()),
@@ -82,9 +114,18 @@ class TeachersResult:
 
 
 def train_teachers(
-    job: TeachersJob, *, progress: Callable[[Progress], None] | None = None
+    job: TeachersJob,
+    *,
+    progress: Callable[[Progress], None] | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> TeachersResult:
-    """Train, evaluate and save the teachers of ``job`` (see the module docstring)."""
+    """Train, evaluate and save the teachers of ``job`` (see the module docstring).
+
+    ``on_phase(name)`` is called when a phase starts, after every check on the inputs passed:
+    ``compiling and first steps`` (XLA compiles the step before the first one runs; the caller may
+    start ``training teachers`` at the first ``progress`` report with steps done), then
+    ``evaluating teachers`` (with a test set) and ``writing teachers``."""
+    phase = on_phase or (lambda name: None)
     refuse_overlap(
         inputs={"shards": job.shards, "test": job.test, "public": job.public},
         outputs={"out": job.out, "checkpoints": job.checkpoint_path},
@@ -133,6 +174,7 @@ def train_teachers(
         )
         kind = "public extractor + " + ("linear" if not head.hidden else "mlp") + " head"
 
+    phase("compiling and first steps")
     ensemble = train_ensemble(
         shards,
         model,
@@ -147,6 +189,7 @@ def train_teachers(
         return TeachersResult(job, None, shards.num_teachers, kind, ensemble, None)
     accuracy = majority = None
     if test is not None:
+        phase("evaluating teachers")
         majority = majority_rate(test.labels, shards.num_classes)
         predictions = ensemble_predictions(
             ensemble.params,
@@ -159,12 +202,20 @@ def train_teachers(
         )
         accuracy = teacher_accuracy(predictions, test.labels)
     stored = np.full(shards.num_teachers, np.nan) if accuracy is None else accuracy
+    phase("writing teachers")
     with atomic_dir(job.out, force=job.force, private=True) as tmp:
         save_teachers(tmp, ensemble, model, job.train, shards, stored)
     if job.checkpoint_path is not None:
         shutil.rmtree(job.checkpoint_path, ignore_errors=True)
     return TeachersResult(
-        job, job.out / TEACHERS_FILE, shards.num_teachers, kind, ensemble, accuracy, majority
+        job,
+        job.out / TEACHERS_FILE,
+        shards.num_teachers,
+        kind,
+        ensemble,
+        accuracy,
+        majority,
+        None if test is None else len(test.labels),
     )
 
 
