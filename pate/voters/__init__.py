@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from pate.voters.accounting import (
     rdp_voters_answer,
+    rdp_voters_answer_numerical,
     rdp_voters_query,
+    rdp_voters_query_numerical,
     rdp_voters_run,
     rdp_voters_screen,
+    rdp_voters_screen_numerical,
 )
 from pate.voters.aggregator import VotersConfig, VotersResult, voters_aggregate
 from pate.voters.features import PublicPCA, Standardize
@@ -46,9 +49,12 @@ __all__ = [
     "poisson_sample",
     "rate_threshold",
     "rdp_voters_answer",
+    "rdp_voters_answer_numerical",
     "rdp_voters_query",
+    "rdp_voters_query_numerical",
     "rdp_voters_run",
     "rdp_voters_screen",
+    "rdp_voters_screen_numerical",
     "read_voter_store",
     "verify_groups",
     "voters_aggregate",
