@@ -101,5 +101,8 @@ def test_queries_must_match_the_store():
         list(search.minima(np.zeros((2, 2), np.float32)))
     with pytest.raises(PateError, match="`queries` holds NaN"):
         list(search.minima(np.full((1, 3), np.nan, np.float32)))
+    ((_, _, dist, vote),) = list(search.minima(np.zeros((2, 3), np.float32)))
+    with pytest.raises(PateError, match=r"`mask` has shape \(3, 4\), expected \(rows, 4\)"):
+        search.histograms(dist, vote, np.ones((3, 4), bool), 1)  # more rows than queries
     with pytest.raises(PateError, match="`masks` has shape"):
         knn_histograms(store, np.zeros((2, 3), np.float32), np.ones((2, 5), bool), 1)

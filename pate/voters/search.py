@@ -253,9 +253,9 @@ class VoterSearch:
     def histograms(self, dist, vote, mask: np.ndarray, k: int) -> np.ndarray:
         """(rows, C) int64 histograms of the ``k`` nearest individuals of ``mask`` (rows, U) per row."""
         k = _positive_int("k", k)
-        rows = mask.shape[0]
         mask = np.asarray(mask, dtype=bool)
-        if mask.ndim != 2 or mask.shape[1] != self.store.num_individuals:
+        rows = mask.shape[0] if mask.ndim else 0
+        if mask.ndim != 2 or mask.shape[1] != self.store.num_individuals or rows > dist.shape[0]:
             raise PateError(
                 f"`mask` has shape {mask.shape}, expected (rows, {self.store.num_individuals})"
             )
