@@ -7,6 +7,7 @@ import pytest
 from voters_reference import groups_of, reference_histogram
 
 from pate.errors import PateError
+from pate.voters.features import PublicPCA, Quantize, exact_limit
 from pate.voters.search import VoterSearch, bytes_per_query, knn_histograms, plan_chunks
 from pate.voters.store import VoterStore
 
@@ -106,3 +107,30 @@ def test_queries_must_match_the_store():
         search.histograms(dist, vote, np.ones((3, 4), bool), 1)  # more rows than queries
     with pytest.raises(PateError, match="`masks` has shape"):
         knn_histograms(store, np.zeros((2, 3), np.float32), np.ones((2, 5), bool), 1)
+
+
+def test_quantized_features_make_every_distance_exact():
+    """With Quantize, the search's per-individual minimum distances are the exact integers, whatever
+    the chunking (so no rounding can depend on where a record sits)."""
+    rng = np.random.default_rng(4)
+    public = rng.normal(size=(300, 12)).astype(np.float32)
+    feature_map = Quantize.fit(PublicPCA.fit(public, 6), public)
+    assert feature_map.limit == exact_limit(6)
+    private = rng.normal(scale=1.5, size=(80, 12)).astype(np.float32)  # some values get clipped
+    features = feature_map(private)
+    assert np.all(features == np.rint(features)) and np.abs(features).max() == feature_map.limit
+    sizes = np.array([1, 3, 2, 4] * 8)
+    store = VoterStore(
+        features=features,
+        labels=rng.integers(0, 3, 80),
+        individual_id=np.repeat(np.arange(32), sizes),
+        offsets=np.concatenate(([0], np.cumsum(sizes))),
+        num_classes=3,
+    )
+    queries = feature_map(rng.normal(size=(5, 12)).astype(np.float32))
+    exact = ((queries.astype(np.int64)[:, None, :] - features.astype(np.int64)[None]) ** 2).sum(-1)
+    per_individual = np.minimum.reduceat(exact, store.offsets[:-1], axis=1)
+    for record_chunk in (3, 80):
+        search = VoterSearch(store, record_chunk=record_chunk)
+        ((_, _, dist, _),) = list(search.minima(queries))
+        np.testing.assert_array_equal(np.asarray(dist).astype(np.int64), per_individual)

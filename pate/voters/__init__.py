@@ -22,7 +22,7 @@ from pate.voters.accounting import (
     rdp_voters_screen_numerical,
 )
 from pate.voters.aggregator import VotersConfig, VotersResult, voters_aggregate
-from pate.voters.features import PublicPCA, Standardize
+from pate.voters.features import PublicPCA, Quantize, Standardize
 from pate.voters.sampling import poisson_sample, rate_threshold
 from pate.voters.search import ChunkPlan, VoterSearch, knn_histograms, plan_chunks
 from pate.voters.store import (
@@ -38,6 +38,7 @@ __all__ = [
     "VOTERS_FORMAT",
     "ChunkPlan",
     "PublicPCA",
+    "Quantize",
     "Standardize",
     "VoterSearch",
     "VoterStore",

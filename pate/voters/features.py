@@ -19,7 +19,7 @@ import numpy as np
 
 from pate.errors import PateError
 
-__all__ = ["PublicPCA", "Standardize"]
+__all__ = ["PublicPCA", "Quantize", "Standardize", "exact_limit"]
 
 
 def _flat(x: np.ndarray) -> np.ndarray:
@@ -93,3 +93,41 @@ class PublicPCA:
 
     def describe(self) -> dict:
         return {"kind": "public-pca", "dims": int(self.components.shape[0])}
+
+
+def exact_limit(dims: int) -> int:
+    """The largest integer ``L`` with ``4 dims L^2 < 2^24`` and ``L < 2^11``: for features in
+    ``[-L, L]`` every partial sum of ``|x|^2 - 2 x.r + |r|^2`` is an integer below ``2^24``, exact in
+    float32 whatever the summation order, and every input is exact in TF32 (11 significant bits)."""
+    if isinstance(dims, bool) or not isinstance(dims, (int, np.integer)) or dims < 1:
+        raise PateError(f"`dims` is {dims!r}, expected a positive integer")
+    limit = int(np.floor(np.sqrt((2**24 - 1) / (4 * dims))))
+    while 4 * dims * limit * limit >= 2**24:
+        limit -= 1
+    return min(limit, 2**11 - 1)
+
+
+@dataclass(frozen=True, eq=False)
+class Quantize:
+    """``clip(round(inner(x) / step), -limit, limit)`` as float32 integers, with ``step`` and
+    ``limit`` fitted on the public set: the search then computes every squared distance exactly, so
+    each individual's distance depends on the query and its own records only, wherever they sit in
+    memory (docs/voters.md, "Search and memory")."""
+
+    inner: Standardize | PublicPCA
+    step: float
+    limit: int
+
+    @classmethod
+    def fit(cls, inner: Standardize | PublicPCA, public: np.ndarray) -> Quantize:
+        mapped = np.asarray(inner(public), dtype=np.float64)
+        limit = exact_limit(mapped.shape[1])
+        largest = float(np.abs(mapped).max())
+        return cls(inner=inner, step=(largest / limit) if largest > 0 else 1.0, limit=limit)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        mapped = np.asarray(self.inner(x), dtype=np.float64)
+        return np.clip(np.rint(mapped / self.step), -self.limit, self.limit).astype(np.float32)
+
+    def describe(self) -> dict:
+        return {**self.inner.describe(), "quantized": True, "limit": self.limit}

@@ -11,8 +11,9 @@ For a query ``x`` and a set ``S`` of sampled individuals:
 
 Everything is exhaustive (no approximate index). Distances are computed in float32 as
 ``|x|^2 - 2 x.r + |r|^2`` (matrix products at full float32 precision), clamped at 0; the rules above
-act on these computed values. Each ``d_u(x)`` is a function of ``x`` and ``u``'s own records alone
-however it is rounded, which is all the sensitivity proof needs (docs/voters.md).
+act on these computed values. The sensitivity proof needs each computed ``d_u(x)`` to depend on
+``x`` and ``u``'s own records alone, not on where the record sits in its chunk: exact for integer
+features small enough for exact float32 sums, in practice otherwise (docs/voters.md, "Search and memory"; :class:`pate.voters.features.Quantize`).
 
 Chunks and memory. Step 1 does not depend on the sample, so it runs once per chunk of ``Bq`` queries
 and serves every sample drawn for them (the screen's and the answer's). The records are on the device
