@@ -120,3 +120,12 @@ def test_a_rate_outside_zero_one_is_refused(rate):
 def test_a_bad_number_of_individuals_is_refused(count):
     with pytest.raises(PateError, match="`num_individuals`"):
         poisson_sample(SeededNoise(0), count, 0.5)
+
+
+def test_docstring_examples():
+    import doctest
+
+    import pate.voters.sampling
+
+    failures, tried = doctest.testmod(pate.voters.sampling)
+    assert tried >= 2 and failures == 0
