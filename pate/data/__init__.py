@@ -29,7 +29,8 @@ from pate.data.fashion_mnist import build_fashion_mnist
 from pate.data.generic import build_csv, build_h5, build_npz
 from pate.data.mnist import build_mnist
 from pate.errors import PateError
-from pate.io import atomic_dir, read_dataset, refuse_overlap
+from pate.io import atomic_dir, read_dataset
+from pate.outputs import check_output
 
 
 def _build_adas(
@@ -62,11 +63,34 @@ def builder_options(name: str) -> tuple[str, ...]:
     return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
-def build_dataset(name: str, out_dir: str | Path, **options) -> dict[str, Path]:
-    """Build dataset ``name`` into ``out_dir``, refusing options that this dataset does not use.
+def build_dataset(
+    name: str, out_dir: str | Path, *, force: bool = False, **options
+) -> dict[str, Path]:
+    """Build dataset ``name`` into the folder ``out_dir``, all of its files or none, refusing options
+    that this dataset does not use.
 
-    An option's name in an error is in backquotes (`source_dir`).
+    The output policy (:func:`pate.outputs.check_output`) runs first: ``out_dir`` may not be, hold or
+    lie inside an input (``input``, ``source_dir``, ``private``, ``public``, ``test``) nor lie inside
+    a release, workspace, teachers, data or audit folder; an existing ``out_dir`` (other than an empty
+    folder) is refused with exit code 4 unless ``force`` is set and it is a data folder. Missing
+    parent folders are created. An option's name in an error is in backquotes (`source_dir`).
     """
+    keys = ("input", "source_dir", "private", "public", "test")
+    check_output(
+        out_dir,
+        kinds=("data",),
+        folder=True,
+        inputs={key: options.get(key) for key in keys},
+        force=force,
+    )
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir, force=True) as tmp:  # the policy above decided what may be replaced
+        names = {split: path.name for split, path in _build(name, tmp, options).items()}
+    return {split: out_dir / filename for split, filename in names.items()}
+
+
+def _build(name: str, out_dir: Path, options: dict) -> dict[str, Path]:
+    """Check the options of dataset ``name`` and run its builder into the new folder ``out_dir``."""
     if name not in BUILDERS:
         raise PateError(f"dataset: {name!r} is unknown, expected one of {', '.join(BUILDERS)}")
     accepted = builder_options(name)
@@ -103,17 +127,12 @@ def make_dataset(
     """Build dataset ``name`` (:func:`build_dataset` with ``options``) into the folder ``out``, all
     of its files or none, and read each back: ``{"private": ..., "public": ..., "test": ...}``.
 
-    Refuses an ``out`` that is, holds or lies inside an input (``input``, ``source_dir``), ``force``
-    or not, and an existing ``out`` without ``force`` (exit code 4).
+    Refuses what :func:`build_dataset` refuses (the output policy), before anything is written.
     """
-    keys = ("input", "source_dir", "private", "public", "test")
-    inputs = {f"`{key}`": options.get(key) for key in keys}
-    refuse_overlap(inputs=inputs, outputs={"`out`": out})
-    with atomic_dir(out, force=force) as tmp:
-        names = {split: path.name for split, path in build_dataset(name, tmp, **options).items()}
+    paths = build_dataset(name, out, force=force, **options)
     written = {}
-    for split, filename in names.items():
-        path = os.path.join(os.fspath(out), filename)
+    for split, built in paths.items():
+        path = os.path.join(os.fspath(out), built.name)
         data = read_dataset(path)
         individuals = len(set(data.individual_id.tolist()))
         written[split] = DatasetSplit(path=path, records=len(data), individuals=individuals)
