@@ -210,6 +210,17 @@ def test_build_dataset_refuses_an_existing_folder_unless_forced(tmp_path):
     assert _tree(out) != before
 
 
+def test_build_dataset_into_an_empty_folder_keeps_the_folder_and_its_permissions(tmp_path):
+    out = tmp_path / "shared"
+    out.mkdir()
+    os.chmod(out, 0o1777)
+    inode = out.stat().st_ino
+    paths = build_dataset("adas", out, vehicles=4)
+    assert sorted(p.name for p in paths.values()) == ["private.h5", "public.h5", "test.h5"]
+    assert out.stat().st_ino == inode and stat.S_IMODE(out.stat().st_mode) == 0o1777
+    assert sorted(os.listdir(tmp_path)) == ["shared"]
+
+
 def test_inspect_plot_never_replaces_a_file_that_is_not_a_plot(tmp_path):
     notes = tmp_path / "notes.png"
     notes.write_text("my notes")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from pate.data.fashion_mnist import build_fashion_mnist
 from pate.data.generic import build_csv, build_h5, build_npz
 from pate.data.mnist import build_mnist
 from pate.errors import PateError
-from pate.io import atomic_dir, read_dataset
+from pate.io import _create_temporary, atomic_dir, read_dataset, remove_stale_temporaries
 from pate.outputs import check_output
 
 
@@ -84,8 +85,21 @@ def build_dataset(
         force=force,
     )
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir, force=True) as tmp:  # the policy above decided what may be replaced
-        names = {split: path.name for split, path in _build(name, tmp, options).items()}
+    if out_dir.is_dir() and not any(out_dir.iterdir()):
+        # An empty folder of the user's is kept (and its permissions): the complete files move in.
+        remove_stale_temporaries(out_dir)
+        created: list[Path] = []
+        try:
+            tmp = _create_temporary(out_dir, out_dir.parent, ".tmp", created, folder=True)
+            names = {split: path.name for split, path in _build(name, tmp, options).items()}
+            for entry in sorted(os.listdir(tmp)):
+                os.replace(tmp / entry, out_dir / entry)
+        finally:
+            for tmp in created:
+                shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        with atomic_dir(out_dir, force=True) as tmp:  # the policy above decided what is replaced
+            names = {split: path.name for split, path in _build(name, tmp, options).items()}
     return {split: out_dir / filename for split, filename in names.items()}
 
 
