@@ -199,6 +199,29 @@ def test_dataset_out_inside_a_release_or_holding_its_input_is_refused(tmp_path):
     assert _tree(folder) == before
 
 
+def test_pate_run_stages_obey_the_policy(tmp_path):
+    """`pate run` calls the library entry points, so its stages are refused as the commands are:
+    a [dataset] out holding its input (it used to overwrite the input), a [partition] out inside a
+    release."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "all.csv").write_text("id,x,y\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(40)))
+    release = _release(tmp_path / "release")
+    private = _dataset(tmp_path / "private.h5")
+    before = (_tree(folder), _tree(release))
+    for table, message in (
+        ('[dataset]\nname = "csv"\nout = "in"\ninput = "in/all.csv"\nlabel_column = "y"\n'
+         'individual_column = "id"\n', "contains"),
+        (f'[partition]\ninput = "{private}"\nout = "release/shards.h5"\nnum_teachers = 2\n',
+         "lies inside the release folder"),
+    ):  # fmt: skip
+        (tmp_path / "pipeline.toml").write_text(table)
+        result = _cli("run", tmp_path / "pipeline.toml")
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "Traceback" not in result.output
+    assert (_tree(folder), _tree(release)) == before
+
+
 def test_build_dataset_refuses_an_existing_folder_unless_forced(tmp_path):
     out = tmp_path / "adas"
     build_dataset("adas", out, vehicles=4, seed=1)
