@@ -269,20 +269,36 @@ def check_free_space(path: str | os.PathLike, need: int) -> None:
 
 def write_error(path: str | os.PathLike, exc: OSError) -> PateError:
     """A one-line error (status 2) for an ``OSError`` met writing ``path``: ``<path>: cannot write
-    (<reason>)``, the reason as the OS says it (no space left on device, read-only file system...)."""
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    code = exc.errno
-    if (
-        code is None
-    ):  # h5py: "Unable to ... (file write failed: ..., errno = 28, error message = ...)"
-        text = str(exc)
-        for number in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EIO):
-            if f"errno = {number}," in text:
-                code, reason = number, os.strerror(number)
-                break
+    (<reason>)``, the reason as the OS says it (no space left on device, read-only file system...).
+
+    A temporary's name is said as the output it becomes; an error about another file (one being
+    read) is said as ``<file>: <reason>``."""
+    code, text = exc.errno, str(exc)
+    if code is None:  # h5py may put the errno only in its text: "... errno = 28, error message ..."
+        found = re.search(r"errno = (\d+),", text)
+        code = int(found[1]) if found else None
+    reason = exc.strerror or text or type(exc).__name__
+    if code is not None and ("errno =" in reason or "\n" in reason or len(reason) > 200):
+        reason = os.strerror(code)  # HDF5's multi-line report: the OS's words are enough
     reason = " ".join(str(reason).split())
-    where = _TEMPORARY.sub(r"\1", os.fsdecode(exc.filename or path))
-    return PateError(f"{where}: cannot write ({reason}), expected a writable output", exit_code=2)
+    target = _TEMPORARY.sub(r"\1", os.fsdecode(path))
+    if exc.filename:
+        named = _TEMPORARY.sub(r"\1", os.fsdecode(exc.filename))
+        if named != os.fsdecode(exc.filename) or _within(named, target):
+            target = named
+        else:
+            return PateError(f"{named}: {reason}", exit_code=2)
+    return PateError(f"{target}: cannot write ({reason}), expected a writable output", exit_code=2)
+
+
+def _within(name: str, target: str) -> bool:
+    """Whether ``name`` is ``target`` or lies inside it, or is one of its parents (made for it)."""
+    name_path, target_path = Path(os.path.abspath(name)), Path(os.path.abspath(target))
+    return (
+        name_path == target_path
+        or target_path in name_path.parents
+        or name_path in target_path.parents
+    )
 
 
 # A temporary of pate.io (``.<name>.<pid>@<host>.<random>.tmp``) is named as the output it becomes.

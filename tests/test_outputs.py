@@ -430,3 +430,25 @@ def test_the_lock_is_released_when_its_process_ends(tmp_path):
 def test_check_output_names_fields_in_backquotes(tmp_path):
     with pytest.raises(PateError, match="`plot` is the same path as `path`"):
         check_output(tmp_path, kinds=("png",), folder=False, inputs={"path": tmp_path}, name="plot")
+
+
+def test_write_errors_say_the_output_and_the_os_reason_in_one_line(tmp_path):
+    from pate.outputs import write_error
+
+    hdf5 = OSError(
+        errno.ENOSPC,
+        "Can't synchronously write data (file write failed: time = Tue Dec  8 00:59:41 2026\n"
+        ", filename = 'x', file descriptor = 3, errno = 28, error message = 'No space left on "
+        "device', buf = 0x1, total write size = 14565)",
+    )
+    tmp = tmp_path / ".shards.h5.123@host.0a1b2c3d.tmp"
+    hdf5.filename = str(tmp)
+    message = str(write_error(tmp_path / "shards.h5", hdf5))
+    assert message == (
+        f"{tmp_path / 'shards.h5'}: cannot write (No space left on device), expected a writable "
+        "output"
+    )
+    read = OSError(errno.ENOENT, "No such file or directory", str(tmp_path / "source.csv"))
+    assert str(write_error(tmp_path / "out", read)) == (
+        f"{tmp_path / 'source.csv'}: No such file or directory"
+    )
