@@ -224,15 +224,23 @@ def _prepare_parent(path: Path, *, private: bool) -> None:
         raise PateError(
             f"{path}: {existing} is a file, not a folder; expected an output path under a folder"
         )
-    for folder in reversed(missing):
-        try:
-            os.mkdir(folder, 0o700 if private else 0o777)
-        except FileExistsError:
-            if not folder.is_dir():
-                raise PateError(f"{path}: {folder} is a file, expected a folder") from None
-        except OSError as exc:
-            raise write_error(folder, exc) from None
-    _probe(path, parent)
+    made: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            try:
+                os.mkdir(folder, 0o700 if private else 0o777)
+                made.append(folder)
+            except FileExistsError:
+                if not folder.is_dir():
+                    raise PateError(f"{path}: {folder} is a file, expected a folder") from None
+            except OSError as exc:
+                raise write_error(folder, exc) from None
+        _probe(path, parent)
+    except BaseException:
+        for folder in reversed(made):  # a refused output leaves no folder behind
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
 
 
 def _probe(path: Path, parent: Path) -> None:

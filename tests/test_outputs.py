@@ -452,3 +452,11 @@ def test_write_errors_say_the_output_and_the_os_reason_in_one_line(tmp_path):
     assert str(write_error(tmp_path / "out", read)) == (
         f"{tmp_path / 'source.csv'}: No such file or directory"
     )
+
+
+def test_a_name_too_long_is_one_line_and_leaves_no_parent_behind(tmp_path):
+    private = _dataset(tmp_path / "private.h5")
+    out = tmp_path / "run" / "deeper" / ("x" * 300 + ".h5")
+    result = _cli("partition", private, "--teachers", "2", "--out", out)
+    _one_line_error(result, 2, "cannot write (File name too long)")
+    assert os.listdir(tmp_path) == ["private.h5"]
