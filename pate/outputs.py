@@ -76,9 +76,7 @@ def folder_kind(folder: str | os.PathLike) -> str | None:
         "votes.h5" in names and _h5_format(folder / "votes.h5") == "pate-votes"
     ):
         return "workspace"
-    if "privacy.json" in names or (
-        "student.h5" in names and _h5_format(folder / "student.h5") == "pate-student"
-    ):
+    if "privacy.json" in names:
         return "release"
     if "teachers.h5" in names:
         return "teachers"
