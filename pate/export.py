@@ -424,8 +424,8 @@ def predict(
     Refuses, before anything is read, what the output policy refuses
     (:func:`pate.outputs.check_output`): an ``out`` that is, holds or lies inside an input, or lies
     inside a release, workspace, teachers, data or audit folder (``force`` or not), or exists and is
-    not a predictions file; then a student that does not load, an input whose features do not have the student's input
-    shape, and an existing ``out`` without ``force`` (exit code 4).
+    not a predictions file; then a student that does not load, an input whose features do not have
+    the student's input shape, and an existing ``out`` without ``force`` (exit code 4).
     """
     check_output(
         out,

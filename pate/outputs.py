@@ -98,12 +98,13 @@ def file_kind(path: str | os.PathLike) -> str | None:
         return fmt
     try:
         with open(path, "rb") as handle:
-            head = handle.read(64)
+            head = handle.read(4096)
     except OSError:
         return None
     if head.startswith(_PNG_MAGIC):
         return "png"
-    if head.startswith(b"predicted,") or head.rstrip(b"\r\n") == b"predicted":
+    header = head.split(b"\n", 1)[0].rstrip(b"\r").split(b",")
+    if b"predicted" in header and any(column.startswith(b"p_") for column in header):
         return "predictions-csv"
     return None
 

@@ -199,3 +199,15 @@ def test_predict_is_importable_from_pate():
     import pate
 
     assert pate.predict is predict and pate.PredictionResult is PredictionResult
+
+
+def test_predict_force_replaces_its_own_predictions_only(student_file, tmp_path):
+    data = write_input(tmp_path / "input.h5")
+    mine, theirs = tmp_path / "predictions.csv", tmp_path / "table.csv"
+    predict(student_file, data, out=mine)
+    predict(student_file, data, out=mine, force=True)  # its own CSV: replaced
+    assert mine.read_text().startswith("predicted,")
+    theirs.write_text("name,score\nada,3\n")
+    with pytest.raises(PateError, match="is something else, not pate-predictions") as raised:
+        predict(student_file, data, out=theirs, force=True)
+    assert raised.value.exit_code == 4 and theirs.read_text() == "name,score\nada,3\n"
