@@ -76,6 +76,7 @@ def build_dataset(
     folder) is refused with exit code 4 unless ``force`` is set and it is a data folder. Missing
     parent folders are created. An option's name in an error is in backquotes (`source_dir`).
     """
+    _check_options(name, options)
     keys = ("input", "source_dir", "private", "public", "test")
     check_output(
         out_dir,
@@ -104,7 +105,12 @@ def build_dataset(
 
 
 def _build(name: str, out_dir: Path, options: dict) -> dict[str, Path]:
-    """Check the options of dataset ``name`` and run its builder into the new folder ``out_dir``."""
+    """Run the builder of dataset ``name`` into the new folder ``out_dir``."""
+    return BUILDERS[name](out_dir, **options)
+
+
+def _check_options(name: str, options: dict) -> None:
+    """Refuse an unknown dataset, an option it does not use, or a required option missing."""
     if name not in BUILDERS:
         raise PateError(f"dataset: {name!r} is unknown, expected one of {', '.join(BUILDERS)}")
     accepted = builder_options(name)
@@ -120,7 +126,6 @@ def _build(name: str, out_dir: Path, options: dict) -> dict[str, Path]:
             and parameter.name not in options
         ):
             raise PateError(f"`{parameter.name}`: missing, expected it for dataset {name!r}")
-    return BUILDERS[name](out_dir, **options)
 
 
 @dataclass(frozen=True)
