@@ -45,6 +45,7 @@ PROTECTED_FOLDERS = ("release", "workspace", "teachers", "data", "audit")
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _DATASET_FILES = ("private.h5", "public.h5", "test.h5")
+_LEDGER_FILES = ("ledger.jsonl", "ledger.jsonl.head")
 
 
 def _h5_format(path: Path) -> str | None:
@@ -120,10 +121,11 @@ def kind_of(path: str | os.PathLike) -> str | None:
 
 
 def _protected_inside(folder: Path) -> tuple[str, Path] | None:
-    """The first folder of a protected kind (or a privacy ledger) anywhere inside ``folder``."""
+    """The first privacy ledger (``("ledger", its path)``) or folder of a protected kind
+    (``(kind, its path)``) anywhere inside ``folder`` (a ledger of ``folder`` itself included)."""
     for root, dirs, files in os.walk(folder):
         if "ledger.jsonl" in files:
-            return "workspace", Path(root)
+            return "ledger", Path(root) / "ledger.jsonl"
         for name in dirs:
             kind = folder_kind(Path(root) / name)
             if kind in PROTECTED_FOLDERS:
@@ -163,6 +165,11 @@ def check_output(
     field = _say(name)
     refuse_overlap(inputs={_say(k): v for k, v in (inputs or {}).items()}, outputs={field: path})
     real = Path(os.path.realpath(path))
+    if real.name in _LEDGER_FILES and os.path.lexists(real):
+        raise PateError(
+            f"{path}: is a privacy ledger, which is never replaced; expected another output",
+            exit_code=4,
+        )
     # Inside a folder of a protected kind: never (whatever the command and its force).
     for ancestor in real.parents:
         kind = folder_kind(ancestor) if ancestor.is_dir() else None
@@ -190,7 +197,14 @@ def _check_existing(
         return  # an empty folder is any kind's: nothing to lose (its permissions are kept)
     if is_dir:
         inside = _protected_inside(real)
-        if inside is not None and not (inside[1] == real and inside[0] in kinds):
+        if inside is not None and inside[0] == "ledger":
+            if not (inside[1].parent == real and "workspace" in kinds):
+                raise PateError(
+                    f"{path}: holds a privacy ledger ({inside[1]}), which is never replaced; "
+                    "expected another output",
+                    exit_code=4,
+                )
+        elif inside is not None:
             raise PateError(
                 f"{path}: {field} holds the {inside[0]} folder {inside[1]}, which is never "
                 "replaced; expected another output",
