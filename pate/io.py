@@ -542,14 +542,14 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Remove the temporaries of ``path`` left by a writer that was killed; return what was removed.
 
     Only names of the form :func:`atomic_file` and :func:`atomic_dir` give (``.<name>.<pid>@<host>.
-    <random>.tmp`` or ``.old``) are considered, and only when ``<host>`` is this machine and process
+    <random>.tmp`` or ``.old``), or the output policy's probe (``.probe``), are considered, and only when ``<host>`` is this machine and process
     ``<pid>`` no longer exists: a temporary of a running writer, of another machine sharing the folder,
     or of an unknown name is left alone. A ``.old`` folder holds the previous ``path`` of a replacement
     cut between its two renames; when ``path`` is missing it is moved back rather than deleted.
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)@(.+)\.[a-z0-9_]+\.(tmp|old)")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)@(.+)\.[a-z0-9_]+\.(tmp|old|probe)")
     host = socket.gethostname()
     removed = []
     try:

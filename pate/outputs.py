@@ -257,13 +257,14 @@ def _prepare_parent(path: Path, *, private: bool) -> None:
 
 
 def _probe(path: Path, parent: Path) -> None:
-    """Create and remove a temporary in ``parent`` (named as :mod:`pate.io`'s temporaries, so one
-    left by a kill is cleaned up): a read-only or full file system is found before any work."""
+    """Create and remove an empty ``.<name>.<pid>@<host>.<random>.probe`` in ``parent`` (one left by
+    a kill is removed by the next write, as :mod:`pate.io`'s temporaries are; its own suffix so that
+    it is never taken for the output's temporary): an unwritable folder is found before any work."""
     from pate.io import _create_temporary
 
     created: list[Path] = []
     try:
-        _create_temporary(path, parent, ".tmp", created, folder=False)
+        _create_temporary(path, parent, ".probe", created, folder=False)
     except OSError as exc:
         raise write_error(path, exc) from None
     finally:
@@ -323,7 +324,7 @@ def _within(name: str, target: str) -> bool:
 
 
 # A temporary of pate.io (``.<name>.<pid>@<host>.<random>.tmp``) is named as the output it becomes.
-_TEMPORARY = re.compile(r"\.([^/]+?)\.\d+@[^/]+?\.[0-9a-f]+\.(?:tmp|old)")
+_TEMPORARY = re.compile(r"\.([^/]+?)\.\d+@[^/]+?\.[0-9a-f]+\.(?:tmp|old|probe)")
 
 
 # ----------------------------------------------------------------------------------------------------

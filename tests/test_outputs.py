@@ -460,3 +460,15 @@ def test_a_name_too_long_is_one_line_and_leaves_no_parent_behind(tmp_path):
     result = _cli("partition", private, "--teachers", "2", "--out", out)
     _one_line_error(result, 2, "cannot write (File name too long)")
     assert os.listdir(tmp_path) == ["private.h5"]
+
+
+def test_a_probe_left_by_a_killed_run_is_removed_by_the_next_write(tmp_path):
+    import socket
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    private = _dataset(tmp_path / "private.h5")
+    stale = tmp_path / f".shards.h5.{dead.pid}@{socket.gethostname()}.0a1b2c3d.probe"
+    stale.write_bytes(b"")
+    partition(PartitionJob(private, tmp_path / "shards.h5", num_teachers=2))
+    assert sorted(os.listdir(tmp_path)) == ["private.h5", "shards.h5"]
