@@ -156,7 +156,7 @@ def _render(result) -> None:
 @click.option("--confidence", type=float, default=0.95, show_default=True,
               help="Probability that the lower bound holds.")  # fmt: skip
 @click.option("--seed", type=NATURAL_INT, default=None,
-              help="Seed of the audit's choices and inclusion bits [default: fresh, recorded].")  # fmt: skip
+              help="Seed of the audit's choices and inclusion bits, for experiments: whoever knows it knows the bits [default: the OS CSPRNG, no seed kept].")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def canaries(pipeline_path, out, canaries, records, guesses, confidence, seed, as_json) -> None:
     """Audit a whole pipeline in one run (Steinke, Nasr, Jagielski, NeurIPS 2023): plant canary
@@ -210,7 +210,12 @@ def _render_canaries(result) -> None:
     c = result.config
     lines = [
         f"End-to-end canary audit: {result.canaries} canaries ({c.records} records each), "
-        f"{result.included} included, confidence {c.confidence:g}, seed {result.seed}",
+        f"{result.included} included, confidence {c.confidence:g}, "
+        + (
+            f"seed {result.seed} (reproducible: the seed rebuilds the secrets)"
+            if result.seed is not None
+            else "secrets from the OS CSPRNG (no seed kept)"
+        ),
         f"run: {result.queries_answered} queries answered; at the {result.canaries} canary queries "
         f"{result.canary_queries_answered} answered, {result.canary_labels_released} with the canary "
         "label",

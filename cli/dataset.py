@@ -14,7 +14,7 @@ from cli import common
 from pate.data import BUILDERS, DatasetSplit, make_dataset, split_names
 
 HELP = {
-    "out": "Folder to create with private.h5, public.h5 and test.h5.",
+    "out": "Folder to create with private.h5, public.h5 and test.h5 (missing parents are made).",
     "seed": "adas: seed of the generator; csv/npz/h5: seed of the split (default 0).",
     "vehicles": "adas: number of private vehicles (default 2500, ~100k records).",
     "source_dir": "mnist/adult/fashion-mnist: read the source files from this folder instead of "
@@ -40,7 +40,7 @@ HELP = {
     "columns).",
     "public_fraction": "csv/npz/h5: fraction of records for the public split (default 0.1).",
     "test_fraction": "csv/npz/h5: fraction of records for the test split (default 0.1).",
-    "force": "Replace an existing output folder.",
+    "force": "Replace an existing dataset folder (never a folder of another kind).",
     "as_json": "Print what was written as JSON.",
 }
 option = partial(common.field_option, HELP)

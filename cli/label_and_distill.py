@@ -21,8 +21,9 @@ from pate.student_config import STUDENT_METHODS, StudentConfig
 FILE, FOLDER = click.Path(dir_okay=False), click.Path(file_okay=False)
 HELP = {
     "public": "Public unlabeled dataset the teachers vote on.",
-    "workspace": "Private folder for the raw votes and the ledger (resumable).",
-    "out": "Release folder: student.h5, labels.h5, privacy.json.",
+    "workspace": "Private folder for the raw votes and the ledger (resumable): a workspace, an "
+    "empty folder or a new one (made 0700, with its missing parents); one run at a time.",
+    "out": "Release folder: student.h5, labels.h5, privacy.json (missing parents are made).",
     "sigma": "GNMax noise (votes); the default sigma2.",
     "scale": "LNMax Laplace scale.",
     "threshold": "Confident/Interactive-GNMax threshold T [default: 80% of the teachers].",
@@ -58,7 +59,8 @@ HELP = {
     "rounds).",
     "selection_seed": "uncertainty selection: seed of the first round's sample and the candidate "
     "pools (public).",
-    "force": "Replace a release folder that holds another run (never a folder holding a ledger).",
+    "force": "Replace a release folder that holds another run (never a folder holding a ledger, "
+    "nor one of another kind).",
     "raise_budget": "Accept a --max-epsilon larger than the workspace's budget in force; the raise "
     "is recorded in the ledger and the release states the new budget.",
     "as_json": "Print the result as JSON.",

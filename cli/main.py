@@ -2,7 +2,8 @@
 
 Each command lives in its own module of this package and exposes a ``command`` object. Library errors
 (:class:`pate.errors.PateError`) become a one-line ``error:`` message on stderr and a non-zero exit status,
-never a traceback.
+never a traceback. An ``OSError`` no library code turned into one (a write on a full or read-only
+disk) becomes ``error: <path>: cannot write (<reason>)`` and exit status 2.
 
 Interruptions: SIGINT (Ctrl-C) ends a command with ``error: interrupted`` and exit status 130, SIGTERM
 with ``error: terminated`` and 143 (128 + the signal number, as a shell reports a death by signal).
@@ -63,6 +64,12 @@ class PateGroup(click.Group):
             _INTERRUPTS.done = True
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # a write the library did not wrap: a full or read-only disk...
+            _INTERRUPTS.done = True
+            from pate.outputs import write_error
+
+            click.echo(f"error: {write_error(exc.filename or 'output', exc)}", err=True)
+            ctx.exit(2)
         except KeyboardInterrupt as exc:
             _INTERRUPTS.done = True
             terminated = isinstance(exc, Terminated)
@@ -118,6 +125,14 @@ class _Interrupts:
 _INTERRUPTS = _Interrupts()
 
 
+def _unclosable_files() -> bool:
+    """Whether an HDF5 file whose write failed is still open (:func:`pate.io.h5_create`): the
+    interpreter's teardown would close it into a segmentation fault, so the process ends with
+    ``os._exit`` instead."""
+    io = sys.modules.get("pate.io")
+    return bool(io is not None and io._UNCLOSABLE)
+
+
 def _module_exists(name: str) -> bool:
     return importlib.util.find_spec(f"cli.{name}") is not None
 
@@ -143,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app.main(args=argv, prog_name="pate", standalone_mode=True)
     except SystemExit as exc:
-        if _INTERRUPTS.signum is None:
+        if _INTERRUPTS.signum is None and not _unclosable_files():
             # The command ran to its end: a signal during the interpreter's teardown changes nothing
             # (and after Python restores the default handlers it would kill the process instead).
             for signum in (signal.SIGINT, signal.SIGTERM):

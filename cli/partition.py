@@ -17,14 +17,14 @@ from pate.partitioning import METHODS, PartitionJob, PartitionSummary, partition
 
 HELP = {
     "num_teachers": "Number of teachers (shards).",
-    "out": "Shards file to write (private).",
+    "out": "Shards file to write (private; missing parents are made, 0700).",
     "individual_column": "Dataset holding who each record belongs to.",
     "seed": "Seed of the keyed hash (hash) or of the tie-breaking (lpt).",
     "method": "hash: an individual's shard depends on its own id only, so adding or removing one "
     "individual changes one shard (the per-individual guarantee); lpt: shards balanced by record "
     "count, but an individual's placement depends on the others' counts, so the guarantee then "
     "covers only changes that keep the number of an individual's records.",
-    "force": "Replace an existing shards file.",
+    "force": "Replace an existing shards file (never a file of another kind).",
     "as_json": "Print the summary as JSON.",
 }
 JOB = PartitionJob

@@ -20,7 +20,7 @@ FILE = click.Path(dir_okay=False)
 HELP = {
     "out": "Write predictions (labels, probabilities) to this HDF5 file, or to CSV when it ends in "
     ".csv (the predicted class name, then one probability column per class).",
-    "force": "Replace an existing --out file.",
+    "force": "Replace an existing predictions file (never a file of another kind).",
     "as_json": "Print a summary as JSON.",
 }
 option = partial(common.field_option, HELP)

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 FILE, FOLDER = click.Path(dir_okay=False), click.Path(file_okay=False)
 HELP = {
-    "out": "Teachers folder to create (private).",
+    "out": "Teachers folder to create (private; missing parents are made, 0700); one run at a "
+    "time.",
     "model": "auto: cnn for images, mlp otherwise (public strategy: the head is an MLP). Or your "
     "own flax module: package.module:factory, factory(input_shape, num_classes) -> Module (called "
     "as module.apply({'params': p}, x), logits out; see pate.model_ref); the module must stay "
@@ -46,7 +47,7 @@ HELP = {
     "coordinator": "Multi-host: address HOST:PORT of process 0's coordinator.",
     "num_processes": "Multi-host.",
     "process_id": "Multi-host.",
-    "force": "Replace an existing teachers folder.",
+    "force": "Replace an existing teachers folder (never a dataset folder, a release...).",
     "as_json": "Print the report as JSON.",
 }
 JOB, TRAIN = config.TeachersJob, config.TrainConfig

@@ -59,8 +59,10 @@ queries, scores and guesses are written to ``secrets.json`` and the result to ``
 audit's own folder (0700, files 0600), next to the run it made (``data/``, ``run/``), never into a
 release. The release it made is a test artefact: it was trained on canaries.
 
-The audit's randomness (queries, labels, bits, tie-breaking) comes from ``seed``; with ``seed=None``
-a fresh seed is drawn from the OS CSPRNG and recorded in ``secrets.json``.
+The audit's randomness (queries, labels, bits, tie-breaking, the canary ids' token) comes from the
+OS CSPRNG when ``seed=None`` (the default): nothing that rebuilds the secrets is printed or stored, so
+the bits are known only from ``secrets.json``. With a ``seed`` (experiments) it all derives from the
+seed, and the result says the audit is reproducible: whoever knows the seed knows the bits.
 """
 
 from __future__ import annotations
@@ -199,7 +201,7 @@ class CanaryConfig:
         records: records of each canary (all on its query point).
         guesses: ``k``, guesses on each side (``None``: ``floor(0.4 m)``).
         confidence: probability that the lower bound holds.
-        seed: the audit's randomness (``None``: a fresh seed from the OS CSPRNG, recorded).
+        seed: the audit's randomness (``None``: the OS CSPRNG, no seed printed or stored).
     """
 
     canaries: int = 100
@@ -256,7 +258,7 @@ class CanaryAuditResult:
     canary_queries_answered: int
     canary_labels_released: int
     release: str
-    seed: int
+    seed: int | None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -301,6 +303,7 @@ class CanaryAuditResult:
             "canary_labels_released": self.canary_labels_released,
             "release": self.release,
             "seed": self.seed,
+            "reproducible": self.seed is not None,
             "reference": "Steinke, Nasr, Jagielski, Privacy Auditing with One (1) Training Run, "
             "NeurIPS 2023",
             **self.extra,
@@ -366,12 +369,13 @@ def audit_canaries(
     """
     from pate.distill.release import LABELS_FILE, REPORT_FILE, STUDENT_FILE, read_labels
     from pate.io import Dataset, ensure_private_dir, read_dataset, write_dataset
+    from pate.outputs import check_output
 
     out = Path(out)
     if out.exists():
         raise PateError(f"{out}: already exists, expected a new folder for the audit", exit_code=4)
-    if not out.parent.exists():
-        raise PateError(f"{out}: folder {out.parent} does not exist")
+    inputs = {"partition.input": partition.input, "distill.public": distill.public}
+    check_output(out, kinds=("audit",), folder=True, inputs=inputs, private=True)
     run_stages = {**default_stages(), **(stages or {})}
     private = read_dataset(partition.input, require_labels=True)
     public = read_dataset(distill.public)
@@ -386,10 +390,14 @@ def audit_canaries(
             f"{distill.public}: features have shape {public.feature_shape}, expected "
             f"{private.feature_shape} as {partition.input}"
         )
-    seed = config.seed if config.seed is not None else secrets.randbits(63)
+    seed = config.seed
+    # Without a seed, fresh 128-bit entropy from the OS CSPRNG, kept nowhere (secrets.json holds the
+    # secrets themselves, never a seed that rebuilds them).
+    entropy = seed if seed is not None else secrets.randbits(128)
     design_rng, bits_rng, tie_rng = map(
-        np.random.default_rng, np.random.SeedSequence(seed).spawn(3)
+        np.random.default_rng, np.random.SeedSequence(entropy).spawn(3)
     )
+    del entropy
     # The design (queries, labels, ids) is drawn first and independently of the bits.
     queries = design_rng.choice(len(public), size=m, replace=False)
     num_classes = private.num_classes
@@ -399,7 +407,8 @@ def audit_canaries(
         labels = (truth[queries] + shift) % num_classes  # uniform over the other classes
     else:
         labels = design_rng.integers(0, num_classes, size=m)
-    ids = _canary_ids(private.individual_id, public.individual_id, m, f"{seed:x}")
+    token = f"{seed:x}" if seed is not None else secrets.token_hex(8)
+    ids = _canary_ids(private.individual_id, public.individual_id, m, token)
     bits = bits_rng.integers(0, 2, size=m).astype(bool)
 
     ensure_private_dir(out)
@@ -508,7 +517,8 @@ def audit_canaries(
     _write_private_json(
         out / SECRETS_FILE,
         {
-            "seed": seed,
+            **({"seed": seed} if seed is not None else {}),
+            "reproducible": seed is not None,
             "note": "the audit's secrets: never publish (they say who is in the private data)",
             "canary_ids": [i if isinstance(i, str) else int(i) for i in ids],
             "public_rows": [int(q) for q in queries],  # rows of the original public file

@@ -40,12 +40,13 @@ from pate.io import (
     _attr_strings,
     atomic_file,
     check_fits_in_memory,
+    h5_create,
     open_h5,
     read_dataset,
-    refuse_overlap,
     require_format,
 )
 from pate.models import ModelConfig, Preprocessing
+from pate.outputs import check_output
 from pate.student import TrainedModel
 
 STUDENT_FORMAT = "pate-student"
@@ -64,7 +65,7 @@ def save_student(
 ) -> None:
     """Write the student bundle atomically; ``schema``: the public dataset's schema (JSON text)."""
     with atomic_file(path) as tmp:
-        with h5py.File(tmp, "w") as handle:
+        with h5_create(tmp) as handle:
             handle.attrs["format"] = STUDENT_FORMAT
             handle.attrs["version"] = STUDENT_VERSION
             handle.attrs["model"] = student.model.to_json()
@@ -370,7 +371,7 @@ def write_predictions(
 ) -> None:
     """Write predictions (``labels`` (N,), ``probabilities`` (N, C)) atomically."""
     with atomic_file(Path(path)) as tmp:
-        with h5py.File(tmp, "w") as handle:
+        with h5_create(tmp) as handle:
             handle.attrs["format"] = PREDICTIONS_FORMAT
             handle.attrs["version"] = 1
             handle.attrs["class_names"] = list(class_names)
@@ -420,13 +421,18 @@ def predict(
     predictions there (atomically): a ``pate-predictions`` HDF5 file, or CSV when ``out`` ends in
     ``.csv`` (:func:`write_predictions_csv`).
 
-    Refuses, before anything is read, an ``out`` that is, holds or lies inside an input (``force`` or
-    not); then a student that does not load, an input whose features do not have the student's input
-    shape, and an existing ``out`` without ``force`` (exit code 4).
+    Refuses, before anything is read, what the output policy refuses
+    (:func:`pate.outputs.check_output`): an ``out`` that is, holds or lies inside an input, or lies
+    inside a release, workspace, teachers, data or audit folder (``force`` or not), or exists and is
+    not a predictions file; then a student that does not load, an input whose features do not have
+    the student's input shape, and an existing ``out`` without ``force`` (exit code 4).
     """
-    refuse_overlap(
-        inputs={"`student_path`": student_path, "`input_path`": input_path},
-        outputs={"`out`": out},
+    check_output(
+        out,
+        kinds=(PREDICTIONS_FORMAT, "predictions-csv"),
+        folder=False,
+        inputs={"student_path": student_path, "input_path": input_path},
+        force=force,
     )
     student_path, input_path = Path(student_path), Path(input_path)
     out = Path(out) if out else None

@@ -22,7 +22,7 @@ import numpy as np
 
 from pate.distill.workspace import VOTES_FILE
 from pate.errors import PateError
-from pate.io import array_fingerprint, atomic_file, check_fits_in_memory, open_h5, refuse_overlap
+from pate.io import array_fingerprint, atomic_file, check_fits_in_memory, open_h5
 from pate.labeling import (
     LEDGER_FILE,
     BudgetConfig,
@@ -33,6 +33,7 @@ from pate.labeling import (
     spent,
 )
 from pate.ledger import Ledger
+from pate.outputs import check_output
 from pate.records import QueryCharge, RunHeader
 from pate.report import privacy_report
 
@@ -77,9 +78,11 @@ _TYPE_NAMES = {str: "a string", dict: "a JSON object", int: "an integer", bool: 
 def inspect(path: str | os.PathLike, *, plot: str | os.PathLike | None = None) -> Inspection:
     """The budget spent by the workspace or release at ``path`` (:func:`inspect_path`) and, with
     ``plot``, its plot written there as a PNG (:func:`plot_inspection`, atomically). A workspace's plot
-    shows vote margins, which depend on the private data: it is written with mode 0600. Refuses a
-    ``plot`` that is, holds or lies inside ``path`` before anything is read."""
-    refuse_overlap(inputs={"`path`": path}, outputs={"`plot`": plot})
+    shows vote margins, which depend on the private data: it is written with mode 0600. Refuses, before
+    anything is read, a ``plot`` that the output policy refuses (:func:`pate.outputs.check_output`):
+    one that is, holds or lies inside ``path`` or inside any run folder, or that exists and is not a
+    PNG (an existing PNG is replaced)."""
+    check_output(plot, kinds=("png",), folder=False, inputs={"path": path}, force=True, name="plot")
     inspection = inspect_path(path)
     if plot:
         with atomic_file(Path(plot), private=inspection.kind == "workspace") as tmp:

@@ -330,7 +330,7 @@ def write_dataset(
     example a public set's ``evaluation_labels``, kept for experiments and never read by the pipeline).
     """
     with atomic_file(path, private=private) as tmp:
-        with h5py.File(tmp, "w") as handle:
+        with h5_create(tmp) as handle:
             handle.attrs["format"] = DATASET_FORMAT
             handle.attrs["version"] = DATASET_VERSION
             handle.attrs["num_classes"] = dataset.num_classes
@@ -386,9 +386,12 @@ def atomic_file(path: str | os.PathLike, *, private: bool = False) -> Iterator[P
         _fsync_path(tmp)
         os.replace(tmp, path)
         _fsync_path(path.parent)
-    except BaseException:
+    except BaseException as exc:
         for tmp in created:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from None
         raise
 
 
@@ -440,14 +443,69 @@ def atomic_dir(
         else:
             os.replace(tmp, path)
         _fsync_path(parent)
-    except BaseException:
+    except BaseException as exc:
         for tmp in created:
             shutil.rmtree(tmp, ignore_errors=True)
         for old in aside:  # cut between the two renames: the previous folder goes back in place
             if os.path.lexists(old / "x") and not os.path.lexists(path):
                 os.replace(old / "x", path)
             shutil.rmtree(old, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from None
         raise
+
+
+def _write_error(path: Path, exc: OSError) -> PateError:
+    from pate.outputs import write_error
+
+    return write_error(path, exc)
+
+
+@contextlib.contextmanager
+def h5_create(path: str | os.PathLike, *, in_memory: bool = True) -> Iterator[h5py.File]:
+    """Create the HDF5 file ``path`` for writing; close it on the way out, whatever happens.
+
+    HDF5 cannot close a file after a failed write (a full disk): the close segfaults. So by default
+    the file is built in memory and its image written with ``os.write`` only once complete, where a
+    full or read-only disk is a plain ``OSError``. ``in_memory=False`` (a file too large for memory,
+    written in chunks) writes to disk; a file whose write failed is then left open for the process
+    (the CLI ends with ``os._exit``) rather than closed into a crash.
+    """
+    path = Path(path)
+    if in_memory:
+        handle = h5py.File(path, "w", driver="core", backing_store=False)
+    else:
+        handle = h5py.File(path, "w")
+    try:
+        yield handle
+        if in_memory:
+            handle.flush()
+            image = handle.id.get_file_image()
+            handle.close()
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                _write_image(fd, image)
+            finally:
+                os.close(fd)
+        else:
+            handle.close()
+    except BaseException:
+        if handle.id.valid:
+            if in_memory:
+                handle.close()
+            else:
+                _UNCLOSABLE.append(handle)
+        raise
+
+
+def _write_image(fd: int, image: bytes) -> None:
+    view = memoryview(image)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+#: HDF5 files whose write failed on disk: closing them would crash the process (see h5_create).
+_UNCLOSABLE: list[h5py.File] = []
 
 
 def _create_temporary(
@@ -484,14 +542,14 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Remove the temporaries of ``path`` left by a writer that was killed; return what was removed.
 
     Only names of the form :func:`atomic_file` and :func:`atomic_dir` give (``.<name>.<pid>@<host>.
-    <random>.tmp`` or ``.old``) are considered, and only when ``<host>`` is this machine and process
+    <random>.tmp`` or ``.old``), or the output policy's probe (``.probe``), are considered, and only when ``<host>`` is this machine and process
     ``<pid>`` no longer exists: a temporary of a running writer, of another machine sharing the folder,
     or of an unknown name is left alone. A ``.old`` folder holds the previous ``path`` of a replacement
     cut between its two renames; when ``path`` is missing it is moved back rather than deleted.
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
-    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)@(.+)\.[a-z0-9_]+\.(tmp|old)")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)@(.+)\.[a-z0-9_]+\.(tmp|old|probe)")
     host = socket.gethostname()
     removed = []
     try:
@@ -529,10 +587,20 @@ def _process_alive(pid: int) -> bool:
 
 
 def ensure_private_dir(path: str | os.PathLike) -> Path:
-    """Create (or tighten) a private folder with mode 0700."""
+    """Create a private folder (and its missing parents) with mode 0700; an existing folder is kept
+    as it is (the tool never changes the permissions of a folder it did not create)."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, PRIVATE_DIR_MODE)
+    missing = []
+    folder = path
+    while not os.path.lexists(folder) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, PRIVATE_DIR_MODE)
+            os.chmod(folder, PRIVATE_DIR_MODE)  # the umask may have taken bits off: ours to set
+    if not path.is_dir():
+        raise PateError(f"{path}: is a file, expected a folder")
     return path
 
 

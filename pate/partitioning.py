@@ -60,15 +60,17 @@ from pate.io import (
     check_fits_in_memory,
     check_labels,
     check_rows,
+    declared_bytes,
     decode_ids,
     file_fingerprint,
+    h5_create,
     open_h5,
     read_dataset_attrs,
     read_ids,
-    refuse_overlap,
     require_format,
     write_ids,
 )
+from pate.outputs import check_free_space, check_output
 
 SHARDS_FORMAT = "pate-shards"
 SHARDS_VERSION = 1
@@ -291,14 +293,18 @@ def verify_assignment(ids: np.ndarray, assignment: Assignment, *, source: str = 
 
 
 def partition(job: PartitionJob) -> PartitionSummary:
-    """Partition ``job.input`` into ``job.out``: refuse an output that is the input (``force`` or
-    not) or that exists (without ``force``: exit code 4), then :func:`partition_file`."""
-    refuse_overlap(inputs={"`input`": job.input}, outputs={"`out`": job.out})
-    if job.out.exists() and not job.force:
-        raise PateError(
-            f"{job.out}: already exists and holds another run; pass `force` to replace it",
-            exit_code=4,
-        )
+    """Partition ``job.input`` into ``job.out``: the output policy first
+    (:func:`pate.outputs.check_output`: an output apart from the input and outside every run folder,
+    an existing one replaced only with ``force`` and only if it is a shards file, missing parents
+    created with mode 0700), then :func:`partition_file`."""
+    check_output(
+        job.out,
+        kinds=(SHARDS_FORMAT,),
+        folder=False,
+        inputs={"input": job.input},
+        force=job.force,
+        private=True,
+    )
     return partition_file(job.input, job.out, job.config)
 
 
@@ -334,8 +340,10 @@ def partition_file(
         destination = np.empty(len(ids), dtype=np.int64)
         destination[order] = np.arange(len(ids))
 
+        need = declared_bytes(features_in) + 8 * 3 * len(ids)  # + labels, ids, shard index
+        check_free_space(out_path, need)
         with atomic_file(out_path, private=True) as tmp:
-            with h5py.File(tmp, "w") as out:
+            with h5_create(tmp, in_memory=False) as out:
                 out.attrs.update(
                     {
                         "format": SHARDS_FORMAT,

@@ -177,6 +177,7 @@ def test_a_correct_pipeline_passes_and_keeps_its_secrets_out_of_the_release(tiny
     assert payload["verdict"] == "PASS" and payload["canaries"] == 100
     assert payload["epsilon_lower"] <= payload["claimed_epsilon"] < payload["ceiling"]
     assert payload["guesses"] == 80 and payload["canary_queries_answered"] == 100
+    assert payload["seed"] == 1 and payload["reproducible"] is True
     folder = tmp_path / "audit"
     assert not (tmp_path / "never-written").exists()  # the pipeline's own outputs are not touched
     for name in ("secrets.json", "audit.json", "data/private.h5"):
@@ -195,6 +196,20 @@ def test_a_correct_pipeline_passes_and_keeps_its_secrets_out_of_the_release(tiny
     # The audit's own folder cannot be reused.
     again = audit(pipeline_file(tmp_path, tiny_adas, teachers=6), folder)
     assert again.exit_code == 4 and "already exists" in again.output
+
+
+def test_without_a_seed_no_seed_that_rebuilds_the_secrets_is_printed_or_stored(tiny_adas, tmp_path):
+    pipeline = pipeline_file(tmp_path, tiny_adas, teachers=6)
+    args = ["audit", "canaries", pipeline, "--out", tmp_path / "audit", "--canaries", 20]
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert "secrets from the OS CSPRNG (no seed kept)" in result.output
+    assert "seed " not in result.output.replace("no seed kept", "")
+    stored = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    secrets = json.loads((tmp_path / "audit" / "secrets.json").read_text())
+    assert stored["seed"] is None and stored["reproducible"] is False
+    assert "seed" not in secrets and secrets["reproducible"] is False
+    assert len(secrets["included"]) == 20
 
 
 def test_noise_scaled_to_zero_is_caught_with_exit_5(tiny_adas, tmp_path, monkeypatch):

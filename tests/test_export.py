@@ -183,10 +183,11 @@ def test_predict_never_writes_over_an_input(student_file, tmp_path):
 
 def test_predict_refuses_an_existing_output_without_force(student_file, tmp_path):
     data, out = write_input(tmp_path / "input.h5"), tmp_path / "p.h5"
-    out.write_bytes(b"other predictions")
+    predict(student_file, data, out=out)  # earlier predictions
+    before = out.read_bytes()
     with pytest.raises(PateError, match="already exists; pass `force`") as raised:
         predict(student_file, data, out=out)
-    assert raised.value.exit_code == 4 and out.read_bytes() == b"other predictions"
+    assert raised.value.exit_code == 4 and out.read_bytes() == before
     result = invoke("predict", student_file, data, "--out", out)
     assert result.exit_code == 4 and "pass --force to replace it" in result.output
     predict(student_file, data, out=out, force=True)
@@ -198,3 +199,15 @@ def test_predict_is_importable_from_pate():
     import pate
 
     assert pate.predict is predict and pate.PredictionResult is PredictionResult
+
+
+def test_predict_force_replaces_its_own_predictions_only(student_file, tmp_path):
+    data = write_input(tmp_path / "input.h5")
+    mine, theirs = tmp_path / "predictions.csv", tmp_path / "table.csv"
+    predict(student_file, data, out=mine)
+    predict(student_file, data, out=mine, force=True)  # its own CSV: replaced
+    assert mine.read_text().startswith("predicted,")
+    theirs.write_text("name,score\nada,3\n")
+    with pytest.raises(PateError, match="is something else, not pate-predictions") as raised:
+        predict(student_file, data, out=theirs, force=True)
+    assert raised.value.exit_code == 4 and theirs.read_text() == "name,score\nada,3\n"

@@ -305,16 +305,25 @@ def test_partition_refuses_its_input_as_output_even_with_force(tmp_path):
 
 def test_partition_refuses_an_existing_output_without_force(tmp_path):
     private, out = _fleet(tmp_path / "private.h5"), tmp_path / "shards.h5"
-    out.write_bytes(b"another run")
+    partition(PartitionJob(private, out, num_teachers=3))  # another run's shards file
+    before = out.read_bytes()
     with pytest.raises(PateError, match="already exists.*pass `force`") as raised:
         partition(PartitionJob(private, out, num_teachers=2))
-    assert raised.value.exit_code == 4 and out.read_bytes() == b"another run"
+    assert raised.value.exit_code == 4 and out.read_bytes() == before
     result = CliRunner().invoke(
         app, ["partition", str(private), "--teachers", "2", "--out", str(out)]
     )
     assert result.exit_code == 4 and "pass --force to replace it" in result.output
     partition(PartitionJob(private, out, num_teachers=2, force=True))
     verify_shards_file(out)
+
+
+def test_partition_force_never_replaces_a_file_it_did_not_write(tmp_path):
+    private, out = _fleet(tmp_path / "private.h5"), tmp_path / "notes.h5"
+    out.write_bytes(b"someone's file")
+    with pytest.raises(PateError, match="already exists and is something else, not pate-shards"):
+        partition(PartitionJob(private, out, num_teachers=2, force=True))
+    assert out.read_bytes() == b"someone's file"
 
 
 def test_the_command_says_fields_as_flags(tmp_path):

@@ -243,9 +243,15 @@ def test_another_runs_release_is_refused_before_any_charge(teachers, tiny_adas, 
     assert "already exists and holds another run" in result.output
     assert not (tmp_path / "ws2" / "ledger.jsonl").exists()
     assert {p.name: p.read_bytes() for p in (tmp_path / "release").iterdir()} == before
-    # A missing parent folder is refused before any charge too.
-    distill(teachers, tiny_adas, tmp_path / "ws3", tmp_path / "no" / "release", expect=2)
-    assert not (tmp_path / "ws3" / "ledger.jsonl").exists()
+    # A missing parent folder is made (issue 22); one under a file is refused before any charge.
+    (tmp_path / "afile").write_text("a file")
+    result = distill(
+        teachers, tiny_adas, tmp_path / "ws3", tmp_path / "afile" / "release", expect=2
+    )
+    assert "afile is a file, not a folder" in result.output
+    assert not (tmp_path / "ws3").exists()
+    distill(teachers, tiny_adas, tmp_path / "ws4", tmp_path / "no" / "release")
+    assert (tmp_path / "no" / "release" / "privacy.json").is_file()
 
 
 def test_a_changed_budget_is_refused_unless_raised_and_then_recorded(teachers, tiny_adas, tmp_path):

@@ -100,7 +100,7 @@ def test_an_output_that_is_an_input_is_refused(data, tmp_path):
     job = TeachersJob(shards=shards, out=tmp_path / "t", checkpoint_dir=tmp_path / "t")
     with pytest.raises(PateError, match="out is the same path as checkpoints"):
         train_teachers(job)
-    with pytest.raises(PateError, match="out is the same path as shards"):
+    with pytest.raises(PateError, match="`out` is the same path as `shards`"):
         train_teachers(TeachersJob(shards=shards, out=shards, force=True))
     assert shards.read_bytes() == before
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,8 @@ from pate.data.fashion_mnist import build_fashion_mnist
 from pate.data.generic import build_csv, build_h5, build_npz
 from pate.data.mnist import build_mnist
 from pate.errors import PateError
-from pate.io import atomic_dir, read_dataset, refuse_overlap
+from pate.io import _create_temporary, atomic_dir, read_dataset, remove_stale_temporaries
+from pate.outputs import check_output
 
 
 def _build_adas(
@@ -69,12 +71,12 @@ def split_names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
-#: What :func:`make_dataset` records beside the split files: the dataset's name and its options.
+#: What :func:`build_dataset` records beside the split files: the dataset's name and its options.
 OPTIONS_FILE = "options.json"
 
 
 def dataset_options(name: str, options: dict) -> dict:
-    """The record :func:`make_dataset` writes as ``OPTIONS_FILE``: ``name`` and every option of the
+    """The record :func:`build_dataset` writes as ``OPTIONS_FILE``: ``name`` and every option of the
     dataset that is not a path, defaults filled in (so a pipeline can tell whether a finished dataset
     was made with the options it asks for). Configuration only: nothing read from the data."""
     values = {}
@@ -89,11 +91,56 @@ def dataset_options(name: str, options: dict) -> dict:
     return {"format": "pate-dataset-options", "name": name, "options": values}
 
 
-def build_dataset(name: str, out_dir: str | Path, **options) -> dict[str, Path]:
-    """Build dataset ``name`` into ``out_dir``, refusing options that this dataset does not use.
+def build_dataset(
+    name: str, out_dir: str | Path, *, force: bool = False, **options
+) -> dict[str, Path]:
+    """Build dataset ``name`` into the folder ``out_dir``, all of its files or none, refusing options
+    that this dataset does not use.
 
-    An option's name in an error is in backquotes (`source_dir`).
+    The output policy (:func:`pate.outputs.check_output`) runs first: ``out_dir`` may not be, hold or
+    lie inside an input (``input``, ``source_dir``, ``private``, ``public``, ``test``) nor lie inside
+    a release, workspace, teachers, data or audit folder; an existing ``out_dir`` (other than an empty
+    folder) is refused with exit code 4 unless ``force`` is set and it is a data folder. Missing
+    parent folders are created. An option's name in an error is in backquotes (`source_dir`).
     """
+    _check_options(name, options)
+    keys = ("input", "source_dir", "private", "public", "test")
+    check_output(
+        out_dir,
+        kinds=("data",),
+        folder=True,
+        inputs={key: options.get(key) for key in keys},
+        force=force,
+    )
+    out_dir = Path(out_dir)
+    if out_dir.is_dir() and not any(out_dir.iterdir()):
+        # An empty folder of the user's is kept (and its permissions): the complete files move in.
+        remove_stale_temporaries(out_dir)
+        created: list[Path] = []
+        try:
+            tmp = _create_temporary(out_dir, out_dir.parent, ".tmp", created, folder=True)
+            names = {split: path.name for split, path in _build(name, tmp, options).items()}
+            for entry in sorted(os.listdir(tmp)):
+                os.replace(tmp / entry, out_dir / entry)
+        finally:
+            for tmp in created:
+                shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        with atomic_dir(out_dir, force=True) as tmp:  # the policy above decided what is replaced
+            names = {split: path.name for split, path in _build(name, tmp, options).items()}
+    return {split: out_dir / filename for split, filename in names.items()}
+
+
+def _build(name: str, out_dir: Path, options: dict) -> dict[str, Path]:
+    """Run the builder of dataset ``name`` into the new folder ``out_dir``, and record beside its
+    files the options it was made with (``OPTIONS_FILE``, :func:`dataset_options`)."""
+    paths = BUILDERS[name](out_dir, **options)
+    (out_dir / OPTIONS_FILE).write_text(json.dumps(dataset_options(name, options), indent=2) + "\n")
+    return paths
+
+
+def _check_options(name: str, options: dict) -> None:
+    """Refuse an unknown dataset, an option it does not use, or a required option missing."""
     if name not in BUILDERS:
         raise PateError(f"dataset: {name!r} is unknown, expected one of {', '.join(BUILDERS)}")
     accepted = builder_options(name)
@@ -109,7 +156,6 @@ def build_dataset(name: str, out_dir: str | Path, **options) -> dict[str, Path]:
             and parameter.name not in options
         ):
             raise PateError(f"`{parameter.name}`: missing, expected it for dataset {name!r}")
-    return BUILDERS[name](out_dir, **options)
 
 
 @dataclass(frozen=True)
@@ -129,20 +175,13 @@ def make_dataset(
 ) -> dict[str, DatasetSplit]:
     """Build dataset ``name`` (:func:`build_dataset` with ``options``) into the folder ``out``, all
     of its files or none, and read each back: ``{"private": ..., "public": ..., "test": ...}``.
-    The folder also holds ``OPTIONS_FILE``, the options it was made with (:func:`dataset_options`).
 
-    Refuses an ``out`` that is, holds or lies inside an input (``input``, ``source_dir``), ``force``
-    or not, and an existing ``out`` without ``force`` (exit code 4).
+    Refuses what :func:`build_dataset` refuses (the output policy), before anything is written.
     """
-    keys = ("input", "source_dir", "private", "public", "test")
-    inputs = {f"`{key}`": options.get(key) for key in keys}
-    refuse_overlap(inputs=inputs, outputs={"`out`": out})
-    with atomic_dir(out, force=force) as tmp:
-        names = {split: path.name for split, path in build_dataset(name, tmp, **options).items()}
-        (tmp / OPTIONS_FILE).write_text(json.dumps(dataset_options(name, options), indent=2) + "\n")
+    paths = build_dataset(name, out, force=force, **options)
     written = {}
-    for split, filename in names.items():
-        path = os.path.join(os.fspath(out), filename)
+    for split, built in paths.items():
+        path = os.path.join(os.fspath(out), built.name)
         data = read_dataset(path)
         individuals = len(set(data.individual_id.tolist()))
         written[split] = DatasetSplit(path=path, records=len(data), individuals=individuals)

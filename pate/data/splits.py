@@ -19,6 +19,7 @@ import numpy as np
 
 from pate.errors import PateError
 from pate.io import Dataset, write_dataset
+from pate.outputs import check_output
 
 EVALUATION_LABELS_NOTE = (
     "ground truth kept for experiments only (measuring label accuracy); never used by the pipeline"
@@ -49,8 +50,11 @@ def write_splits(
     """Write ``parts["private"|"public"|"test"]`` as ``out_dir/<split>.h5``; return the paths.
 
     ``attrs`` (for example ``source``, ``individual_note``, ``split_note``) go on all three files.
-    Raises :class:`PateError` if an individual appears in two splits.
+    Raises :class:`PateError` if an individual appears in two splits, and first, by the output
+    policy (:func:`pate.outputs.check_output`), for an ``out_dir`` that is not a new or empty folder
+    or that lies inside a release, workspace, teachers, data or audit folder.
     """
+    check_output(out_dir, kinds=("data",), folder=True)
     missing = [split for split in SPLITS if split not in parts]
     if missing:
         raise PateError(f"{name}: splits {missing} missing, expected {list(SPLITS)}")

@@ -10,11 +10,10 @@ import json
 import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from pate.errors import PateError
-from pate.io import atomic_file, ledger_inside, open_h5, require_format
+from pate.io import atomic_file, h5_create, ledger_inside, open_h5, require_format
 from pate.labeling import read_header
 from pate.ledger import Ledger
 
@@ -27,7 +26,7 @@ STUDENT_FILE = "student.h5"
 def write_labels(path: Path, ids: np.ndarray, labels: np.ndarray, class_names) -> None:
     """The released noisy labels: public query indices and their labels."""
     with atomic_file(path) as tmp:
-        with h5py.File(tmp, "w") as handle:
+        with h5_create(tmp) as handle:
             handle.attrs["format"] = LABELS_FORMAT
             handle.attrs["version"] = 1
             if class_names:

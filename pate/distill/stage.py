@@ -54,6 +54,7 @@ from pate.labeling import (
 from pate.model_ref import is_model_reference
 from pate.models import ModelConfig, Preprocessing
 from pate.noise import make_noise
+from pate.outputs import check_output, output_lock
 from pate.portable import PORTABLE_FILE, save_portable
 from pate.records import QueryCharge, RunHeader
 from pate.report import (
@@ -187,6 +188,31 @@ def student_model_config(
 
 
 def label_and_distill(job: DistillJob, *, on_batch=None, on_phase=None) -> DistillResult:
+    """Run the whole stage (:func:`_label_and_distill`) after the output policy, holding the
+    workspace for the run.
+
+    The policy (:func:`pate.outputs.check_output`) runs before anything is read or charged: the
+    workspace and the release apart from every input and outside every run folder; the workspace a
+    workspace, an empty folder or a new one (made with mode 0700; an existing folder keeps its
+    permissions); the release a release or a new folder; both writable. Then a second run on the same
+    workspace refuses at once (exit code 4) rather than training a duplicate student.
+    """
+    inputs = {"teachers": job.teachers, "public": job.public, "test": job.test}
+    check_output(
+        job.workspace,
+        kinds=("workspace",),
+        folder=True,
+        inputs=inputs,
+        private=True,
+        exists_ok=True,
+        name="workspace",
+    )
+    check_output(job.out, kinds=("release",), folder=True, inputs=inputs, exists_ok=True)
+    with output_lock(job.workspace, "label-and-distill"):
+        return _label_and_distill(job, on_batch=on_batch, on_phase=on_phase)
+
+
+def _label_and_distill(job: DistillJob, *, on_batch=None, on_phase=None) -> DistillResult:
     """Run the whole stage; see the module docstring for what is written where.
 
     Every check that can fail on public facts (paths and their overlap, the release folder, shapes and

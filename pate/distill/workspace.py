@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import h5py
 import numpy as np
 
 from pate.errors import PateError
-from pate.io import atomic_file, open_h5
+from pate.io import atomic_file, h5_create, open_h5
 
 if TYPE_CHECKING:
     from pate.teachers import Teachers
@@ -39,7 +38,7 @@ def compute_or_load_votes(
             return handle["votes"][()]
     votes = teachers.votes(features)
     with atomic_file(path, private=True) as tmp:
-        with h5py.File(tmp, "w") as handle:
+        with h5_create(tmp) as handle:
             handle.attrs.update(
                 {
                     "format": VOTES_FORMAT,

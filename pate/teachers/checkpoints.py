@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from pate.errors import PateError
+from pate.io import ensure_private_dir
 
 
 class Checkpoints:
@@ -35,8 +36,9 @@ class Checkpoints:
         self.fingerprint = fingerprint
         self.epochs = epochs
         if jax.process_index() == 0:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.directory, 0o700)  # teacher parameters are private
+            # teacher parameters are private: a folder made here is 0700; an existing one keeps
+            # its permissions (the tool never changes those of a folder it did not create)
+            ensure_private_dir(self.directory)
         options = ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False)
         self.progress = ocp.CheckpointManager(self.directory / "progress", options=options)
         self.chunks = ocp.CheckpointManager(

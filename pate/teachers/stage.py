@@ -22,6 +22,7 @@ import numpy as np
 from pate.errors import PateError
 from pate.io import Dataset, atomic_dir, read_dataset, refuse_overlap
 from pate.models import ModelConfig
+from pate.outputs import check_output, output_lock
 from pate.report import (
     SIGNIFICANCE,
     accuracy_interval,
@@ -121,10 +122,38 @@ def train_teachers(
 ) -> TeachersResult:
     """Train, evaluate and save the teachers of ``job`` (see the module docstring).
 
+    The output policy (:func:`pate.outputs.check_output`) runs first: ``out`` and the checkpoints
+    apart from every input and outside every run folder; an existing ``out`` replaced only with
+    ``force`` and only if it is a teachers folder (never a dataset folder or a release); missing
+    parents created with mode 0700. The run then holds a lock on ``out``: a second run on the same
+    ``out`` refuses at once (exit code 4) instead of sharing its checkpoints.
+
     ``on_phase(name)`` is called when a phase starts, after every check on the inputs passed:
     ``compiling and first steps`` (XLA compiles the step before the first one runs; the caller may
     start ``training teachers`` at the first ``progress`` report with steps done), then
-    ``evaluating teachers`` (with a test set) and ``writing teachers``."""
+    ``evaluating teachers`` (with a test set) and ``writing teachers``.
+    """
+    inputs = {"shards": job.shards, "test": job.test, "public": job.public}
+    main_process = jax.process_index() == 0
+    if not main_process:
+        return _train_teachers(job, progress, on_phase)
+    check_output(
+        job.out, kinds=("teachers",), folder=True, inputs=inputs, force=job.force, private=True
+    )
+    check_output(
+        job.checkpoint_path,
+        kinds=("checkpoints",),
+        folder=True,
+        inputs=inputs,
+        private=True,
+        exists_ok=True,
+        name="checkpoint_dir",
+    )
+    with output_lock(job.out, "train-teachers"):
+        return _train_teachers(job, progress, on_phase)
+
+
+def _train_teachers(job: TeachersJob, progress, on_phase) -> TeachersResult:
     phase = on_phase or (lambda name: None)
     refuse_overlap(
         inputs={"shards": job.shards, "test": job.test, "public": job.public},

@@ -31,7 +31,7 @@ from flax import traverse_util
 
 from pate.errors import PateError
 from pate.extractor import Extractor, ExtractorConfig
-from pate.io import atomic_file, decode_ids, file_fingerprint, open_h5, require_format
+from pate.io import atomic_file, decode_ids, file_fingerprint, h5_create, open_h5, require_format
 from pate.models import ModelConfig
 from pate.teachers.config import TrainConfig
 from pate.teachers.ensemble import EnsembleResult
@@ -111,7 +111,7 @@ def save_teachers(
     """Write the teachers file (private, mode 0600) into ``out_dir``."""
     path = Path(out_dir) / TEACHERS_FILE
     with atomic_file(path, private=True) as tmp:
-        with h5py.File(tmp, "w") as handle:
+        with h5_create(tmp) as handle:
             handle.attrs.update(
                 {
                     "format": TEACHERS_FORMAT,
