@@ -116,10 +116,14 @@ def command(**options) -> None:
     """
     with common.fields_as_flags(FLAGS):
         job = job_from_options(options)
+        import warnings
+
         from pate.distill import label_and_distill
+        from pate.errors import PrivateDataWarning
 
         total = job.budget.max_queries or _count(job.public)
-        with common.progress_bar("answering queries", total) as advance:
+        with common.progress_bar("answering queries", total) as advance, warnings.catch_warnings():
+            warnings.simplefilter("ignore", PrivateDataWarning)  # printed below, once, plainly
             result = label_and_distill(job, on_batch=lambda done, spent: advance(done, total))
     for warning in result.private_warnings:
         click.echo(f"warning (private, kept out of the release): {warning}", err=True)
