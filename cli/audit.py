@@ -63,11 +63,28 @@ def command(ctx: click.Context, **o) -> None:
         if given:
             raise click.UsageError(f"{given[0]} is an option of `pate audit`, not of its commands")
         return
+    from cli.common import fields_as_flags, flags_of
+    from pate.errors import PateError
+
+    flags = {**flags_of(ctx.command), "num_classes": "--classes", "num_teachers": "--teachers"}
+    with fields_as_flags(flags):
+        result = _audit(o)
+    if o["as_json"]:
+        echo_json(result.to_dict())
+    else:
+        _render(result)
+    if not result.passed:
+        from pate.audit import AUDIT_FAILED_EXIT
+
+        raise PateError(result.failure_message(), exit_code=AUDIT_FAILED_EXIT)
+
+
+def _audit(o: dict):
+    """The audit the options describe, run."""
     from dataclasses import replace
 
     from pate.aggregate import aggregator_config
-    from pate.audit import AUDIT_FAILED_EXIT, AuditConfig, audit, claimed_config
-    from pate.errors import PateError
+    from pate.audit import AuditConfig, audit, claimed_config
 
     sources = [name for name in ("mechanism", "workspace", "release") if o[name] is not None]
     if len(sources) != 1:
@@ -101,13 +118,7 @@ def command(ctx: click.Context, **o) -> None:
             delta=o["delta"] or 1e-5,
             **settings,
         )
-    result = replace(audit(config), extra=extra)
-    if o["as_json"]:
-        echo_json(result.to_dict())
-    else:
-        _render(result)
-    if not result.passed:
-        raise PateError(result.failure_message(), exit_code=AUDIT_FAILED_EXIT)
+    return replace(audit(config), extra=extra)
 
 
 def _render(result) -> None:

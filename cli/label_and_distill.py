@@ -118,9 +118,13 @@ def command(**options) -> None:
     """
     with common.fields_as_flags(FLAGS):
         job = job_from_options(options)
-        from pate.distill import label_and_distill
+        import warnings
 
-        with common.Phases(quiet=options["as_json"]) as phases:
+        from pate.distill import label_and_distill
+        from pate.errors import PrivateDataWarning
+
+        with common.Phases(quiet=options["as_json"]) as phases, warnings.catch_warnings():
+            warnings.simplefilter("ignore", PrivateDataWarning)  # printed below, once, plainly
             result = label_and_distill(job, **callbacks(phases))
     print_private_warnings(result)
     render(result, options["as_json"])

@@ -43,7 +43,10 @@ option = partial(common.field_option, HELP)
 def command(**options) -> None:
     """Partition PRIVATE.h5 into --teachers shards, all records of an individual in one shard.
 
-    Shards are balanced by record count (largest individual first onto the lightest shard), the split is
+    By default (--method hash) an individual's shard is a keyed hash of its own id and --seed, so
+    adding or removing one individual changes one shard and no other; shards are balanced by
+    individuals in expectation, not by records. --method lpt balances record counts instead
+    (largest individual first onto the lightest shard), at the cost of that guarantee. The split is
     verified before the file is written, and features are streamed in chunks.
 
     \b

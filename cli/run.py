@@ -8,6 +8,7 @@ release's summary as ``pate inspect`` shows it.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import click
@@ -39,7 +40,7 @@ def command(pipeline_path: str | None, print_config: bool, as_json: bool) -> Non
       pate run --print-config > pipeline.toml   # a small demo; edit what the comments name
       pate run pipeline.toml
     """
-    from pate.errors import PateError
+    from pate.errors import PateError, PrivateDataWarning
     from pate.pipeline import default_config, load_pipeline, run_pipeline
 
     if print_config:
@@ -68,7 +69,9 @@ def command(pipeline_path: str | None, print_config: bool, as_json: bool) -> Non
                 common.console().print(f"[bold]{stage}[/]: running")
 
         try:
-            run_pipeline(pipeline, on_stage=on_stage, progress=progress, on_start=on_start)
+            with warnings.catch_warnings():  # each stage's private warnings are printed plainly
+                warnings.simplefilter("ignore", PrivateDataWarning)
+                run_pipeline(pipeline, on_stage=on_stage, progress=progress, on_start=on_start)
         finally:
             progress.close()
         release = None

@@ -69,11 +69,12 @@ Everything here is host-side NumPy/SciPy and never prints; the audit's own noise
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,8 @@ __all__ = [
     "AUDIT_FAILED_EXIT",
     "AuditConfig",
     "AuditResult",
+    "MAX_CLASSES",
+    "NOISE_SCALE_RANGE",
     "Bound",
     "Mechanism",
     "audit",
@@ -106,6 +109,7 @@ __all__ = [
     "clopper_pearson",
     "epsilon_lower_bound",
     "epsilon_lower_bound_composed",
+    "log_binomial_sf",
     "neighbour_pairs",
     "plan",
     "planned_probabilities",
@@ -127,11 +131,28 @@ EVENTS = tuple(
 )
 _EXACT_TOLERANCE = 1e-9  # relative: floating-point sums of the exact statistic
 _CHUNK = 1 << 16  # trials per call of the mechanism: bounded memory, vectorised noise
+_CHUNK_CELLS = 1 << 20  # ... and at most this many vote counts (trials x classes) per call
 _GAP_SCALES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)  # two-class gaps, in noise scales
 _THRESHOLD_SCALES = (-1.0, -0.5, 0.0, 0.5, 1.0, 2.0)  # threshold minus maximum, in sigma1
 _TAIL = (
     40.0  # the planning pmfs reach 40 scales (Laplace) or sqrt(80) sigmas (Gaussian): mass < e^-40
 )
+
+
+#: The noise scales (in votes) the audit accepts, and its largest number of classes (why: in
+#: :class:`AuditConfig`'s errors).
+NOISE_SCALE_RANGE = (0.1, 1e4)
+MAX_CLASSES = 1000
+
+
+def _named_noise_scales(config: AggregatorConfig) -> list[tuple[str, float]]:
+    if isinstance(config, GNMaxConfig):
+        return [("sigma", config.sigma)]
+    if isinstance(config, LNMaxConfig):
+        return [("scale", config.scale)]
+    if isinstance(config, (ConfidentGNMaxConfig, InteractiveGNMaxConfig)):
+        return [("sigma1", config.sigma1), ("sigma2", config.sigma2)]
+    return []
 
 
 def _integer(name: str, value: Any, low: int) -> None:
@@ -178,8 +199,24 @@ class AuditConfig:
             raise PateError(
                 f"Expected aggregator to be an aggregator config, got {type(self.aggregator).__name__}."
             )
+        for name, scale in _named_noise_scales(self.aggregator):
+            if not NOISE_SCALE_RANGE[0] <= scale <= NOISE_SCALE_RANGE[1]:
+                raise PateError(
+                    f"`{name}` {scale:g}: the audit takes noise scales from "
+                    f"{NOISE_SCALE_RANGE[0]:g} to {NOISE_SCALE_RANGE[1]:g} votes (below, the noise "
+                    "is almost never anything but 0 and its arithmetic underflows; above, the "
+                    "plan's exact distributions outgrow memory: 18 (Gaussian) to 80 (Laplace) "
+                    "points per vote of noise)"
+                )
         _integer("num_teachers", self.num_teachers, 2)
         _integer("num_classes", self.num_classes, 2)
+        if self.num_classes > MAX_CLASSES:
+            raise PateError(
+                f"`num_classes` {self.num_classes}: the audit takes at most {MAX_CLASSES} classes "
+                "(every run of the aggregator draws noise for every class, so time grows with "
+                "trials x classes, while the pairs are two-class races and 2 classes are already "
+                "the most sensitive)"
+            )
         _integer("trials", self.trials, 100)
         _integer("queries", self.queries, 1)
         if self.seed is not None:
@@ -418,11 +455,40 @@ def epsilon_lower_bound_composed(p_low: float, q_high: float, delta: float, quer
     last = min(k, math.ceil(k * p_low + spread))
     t = np.unique(np.linspace(first, last, min(last - first + 1, 4001)).round().astype(np.int64))
     upper = stats.binom.sf(t - 1, k, p_low) - delta
-    log_lower = stats.binom.logsf(t - 1, k, q_high)
+    log_lower = log_binomial_sf(t, k, q_high)
     keep = upper > 0
     if not keep.any():
         return 0.0
     return max(0.0, float(np.max(np.log(upper[keep]) - log_lower[keep])))
+
+
+def log_binomial_sf(t: np.ndarray, k: int, p: float) -> np.ndarray:
+    """``ln P[Bin(k, p) >= t]`` for integers ``t`` in ``1..k``, finite wherever the tail is positive.
+
+    SciPy's ``binom.logsf`` is the logarithm of ``binom.sf``, which underflows to 0 (``-inf``) once
+    the tail is below about ``1e-308``: a composed bound then read ``ln(x / 0) = inf`` for a correct
+    aggregator (``gnmax``, ``sigma`` 10, 10 teachers, 100,000 queries). Such tails lie above the mean
+    (``t > k p``), where the pmf falls geometrically; they are summed here in log space from
+    ``binom.logpmf`` up to where the rest is below ``e^-50`` of the first term.
+
+    >>> bool(np.isfinite(log_binomial_sf(np.array([90_000]), 100_000, 0.4))[0])
+    True
+    """
+    t = np.asarray(t, dtype=np.int64)
+    with np.errstate(divide="ignore"):
+        out = np.asarray(stats.binom.logsf(t - 1, k, p), dtype=np.float64)
+    far = ~(out > -600.0) & (t > k * p) & (0.0 < p < 1.0)
+    if not far.any():
+        return out
+    low, high = int(t[far].min()), int(t[far].max())
+    ratio = (k - high) / (high + 1) * p / (1.0 - p)  # pmf(j + 1) / pmf(j) <= ratio for j >= high
+    extra = k - high if ratio <= 0.0 else math.ceil(50.0 / -math.log(ratio)) if ratio < 1.0 else k
+    j = np.arange(low, min(k, high + extra) + 1)
+    log_pmf = stats.binom.logpmf(j, k, p)
+    tails = np.logaddexp.accumulate(log_pmf[::-1])[::-1]
+    out = out.copy()
+    out[far] = tails[t[far] - low]
+    return out
 
 
 def accountant_epsilon(config: AuditConfig, queries: int) -> float:
@@ -488,8 +554,9 @@ def _category_counts(
     """Run ``mechanism`` ``trials`` times on ``votes``; counts of the four output categories."""
     counts = np.zeros(4, dtype=np.int64)
     done = 0
+    chunk = max(1, min(_CHUNK, _CHUNK_CELLS // votes.size))
     while done < trials:
-        size = min(_CHUNK, trials - done)
+        size = min(chunk, trials - done)
         result = mechanism(np.tile(votes, (size, 1)), noise)
         labels = np.asarray(getattr(result, "labels", None))
         if labels.shape != (size,) or labels.dtype.kind not in "iu":
@@ -535,11 +602,17 @@ def _argmax_probabilities(votes: np.ndarray, kind: str, scale: float) -> np.ndar
         index = np.clip(v - z[0], -1, z.size - 1)
         return np.where(index < 0, 0.0, cdf[np.maximum(index, 0)])
 
-    rest = votes[2:]
-    p0 = np.sum(pmf * at_most(votes[0] + z - votes[1]) * np.prod(
-        [at_most(votes[0] + z - n) for n in rest], axis=0))  # fmt: skip
-    p1 = np.sum(pmf * at_most(votes[1] + z - votes[0] - 1) * np.prod(
-        [at_most(votes[1] + z - n) for n in rest], axis=0))  # fmt: skip
+    # The other classes, one factor per distinct count (the pairs leave them all at 0): memory and
+    # time of the grid, whatever the number of classes.
+    rest, times = np.unique(votes[2:], return_counts=True)
+
+    def others(top: int) -> np.ndarray:
+        return np.prod(
+            [at_most(top + z - n) ** c for n, c in zip(rest, times, strict=True)], axis=0
+        )
+
+    p0 = np.sum(pmf * at_most(votes[0] + z - votes[1]) * others(votes[0]))
+    p1 = np.sum(pmf * at_most(votes[1] + z - votes[0] - 1) * others(votes[1]))
     return np.array([p0, p1, max(0.0, 1.0 - p0 - p1)])
 
 
@@ -556,7 +629,11 @@ def _scaled(config: AuditConfig, factor: float) -> AuditConfig:
         scaled = InteractiveGNMaxConfig(
             a.threshold, a.sigma1 * factor, a.sigma2 * factor, a.student_confidence
         )
-    return replace(config, aggregator=scaled)
+    # Not `replace`: the scaled noise is a plan's alternative, not an audited claim, and may lie
+    # below NOISE_SCALE_RANGE.
+    result = copy.copy(config)
+    object.__setattr__(result, "aggregator", scaled)
+    return result
 
 
 def planned_probabilities(config: AuditConfig, votes: np.ndarray) -> np.ndarray:

@@ -28,6 +28,11 @@ class BudgetExhausted(PateError):
     exit_code = 3
 
 
+class PrivateDataWarning(UserWarning):
+    """A warning about the private data (for the operator only, never for a release). The library
+    also returns these in its results; the CLI prints them itself, once, and silences this category."""
+
+
 def expect(condition: bool, message: str) -> None:
     """Raise :class:`PateError` with ``message`` unless ``condition`` holds."""
     if not condition:

@@ -27,7 +27,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import h5py
 import numpy as np
@@ -316,13 +316,31 @@ def public_schema(path: str | os.PathLike) -> str | None:
         return _attr_str(handle.attrs.get("schema"))
 
 
+class Records(NamedTuple):
+    """The records :func:`predict` labels: ``features``; ``labels`` as the student's class ids, -1
+    where the input's label is empty or not one of the student's classes (None: the input has no
+    labels); ``ids`` and the name of the column they came from (None: rows only by order); and
+    ``filled``, how many empty cells took the schema's fill value."""
+
+    features: np.ndarray
+    labels: np.ndarray | None
+    ids: np.ndarray | None
+    id_column: str | None
+    filled: int
+
+
 def read_csv_records(
-    student_path, schema_text: str | None, input_path
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """``(features, labels or None)`` of a raw CSV file under the student's schema: the import's
-    one-hot encoding, fill values from the public split, unseen categories as ``<other>``. Labels
-    when the file has the label column with no missing cell."""
+    student_path, schema_text: str | None, input_path, id_column: str | None = None
+) -> Records:
+    """The :class:`Records` of a raw CSV file under the student's schema: the import's one-hot
+    encoding, unseen categories as ``<other>``, and empty cells filled with the schema's values
+    from the public split whatever ``missing`` policy the import used (a numeric column's fill
+    value; a categorical column's ``fill`` category, else its ``<missing>`` indicator under
+    ``fill``, else ``<other>`` when the schema names a fill). Labels when the file has the label
+    column (cells the schema does not know are -1). Ids from ``id_column``, else from the schema's
+    individual column when the file has it."""
     from pate.data.schema import (
+        OTHER,
         encode_labels_with,
         encode_table,
         is_missing,
@@ -342,48 +360,120 @@ def read_csv_records(
             f"file as `input_path`, not {input_path}"
         )
     header, cells = read_csv_raw(input_path)
+    if id_column is not None and id_column not in header:
+        raise PateError(
+            f"`id_column` {id_column!r}: not a column of {input_path} (columns: {', '.join(header)})"
+        )
+    id_column = id_column or (
+        schema.get("individual_column") if schema.get("individual_column") in header else None
+    )
+    ids = None if id_column is None else cells[:, header.index(id_column)].copy()
+    filled = 0
+    widest = max([cells.dtype.itemsize // 4, len(OTHER) + 1, 1])
+    for entry in schema["columns"]:
+        if entry["name"] not in header:
+            continue  # encode_table names the missing column
+        j = header.index(entry["name"])
+        missing = is_missing(cells[:, j])
+        if not missing.any():
+            continue
+        if entry["kind"] == "numeric":
+            filled += int(missing.sum()) if "fill" in entry else 0
+            continue
+        if schema["missing"] == "fill" and entry.get("fill", "<missing>") == "<missing>":
+            filled += int(missing.sum())  # encode_table's <missing> indicator
+            continue
+        if "fill" not in entry:
+            continue  # no fill value: encode_table refuses the empty cells in one line
+        # Stand-in text for the fill: the category itself, or a value the vocabulary lacks
+        # (hence <other>), so that encode_table needs no knowledge of the import's policy.
+        value = entry["fill"]
+        if value not in entry["categories"]:
+            value = OTHER
+            while value in entry["categories"]:
+                value += "_"
+        cells = cells.astype(f"<U{max(widest, len(value))}")
+        cells[missing, j] = value
+        filled += int(missing.sum())
     features = encode_table(schema, header, cells, input_path)
     labels = None
     if schema["label_column"] in header:
         raw = cells[:, header.index(schema["label_column"])]
-        if not is_missing(raw).any():
-            labels = encode_labels_with(schema, raw, input_path)
-    return features, labels
+        labels = np.full(len(raw), -1, dtype=np.int64)
+        known = ~is_missing(raw)
+        values, inverse = np.unique(raw[known], return_inverse=True)
+        codes = np.full(len(values), -1, dtype=np.int64)
+        for k, value in enumerate(values.tolist()):
+            try:
+                codes[k] = encode_labels_with(schema, np.array([value]), input_path)[0]
+            except PateError:
+                pass  # a label the student does not know: predicted, left out of the accuracy
+        labels[known] = codes[inverse.reshape(-1)]
+    return Records(features, labels, ids, id_column, filled)
 
 
 def write_predictions_csv(
-    path: str | os.PathLike, labels: np.ndarray, probabilities: np.ndarray, class_names
+    path: str | os.PathLike,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_names,
+    ids: np.ndarray | None = None,
+    id_column: str | None = None,
 ) -> None:
-    """Write predictions as CSV atomically: one row per record, the predicted class name, then one
-    probability column per class (``p_<class>``)."""
+    """Write predictions as CSV atomically, owner-only (0600: the input may be private): one row
+    per record, the predicted class name, then the record's id (column ``id_column``, when given),
+    then one probability column per class (``p_<class>``)."""
     import csv
 
-    with atomic_file(Path(path)) as tmp:
+    with atomic_file(Path(path), private=True) as tmp:
         with open(tmp, "w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["predicted", *(f"p_{name}" for name in class_names)])
-            for label, row in zip(labels, probabilities, strict=True):
-                writer.writerow([class_names[int(label)], *(repr(float(p)) for p in row)])
+            first = ["predicted"] + ([] if ids is None else [id_column or "id"])
+            writer.writerow([*first, *(f"p_{name}" for name in class_names)])
+            for i, (label, row) in enumerate(zip(labels, probabilities, strict=True)):
+                record = [class_names[int(label)]] + ([] if ids is None else [_text(ids[i])])
+                writer.writerow([*record, *(repr(float(p)) for p in row)])
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def write_predictions(
-    path: str | os.PathLike, labels: np.ndarray, probabilities: np.ndarray, class_names
+    path: str | os.PathLike,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    class_names,
+    ids: np.ndarray | None = None,
+    id_column: str | None = None,
 ) -> None:
-    """Write predictions (``labels`` (N,), ``probabilities`` (N, C)) atomically."""
-    with atomic_file(Path(path)) as tmp:
+    """Write predictions (``labels`` (N,), ``probabilities`` (N, C), and with ``ids`` the dataset
+    ``ids`` (N,) with attribute ``id_column``) atomically, owner-only (0600: the input may be
+    private)."""
+    with atomic_file(Path(path), private=True) as tmp:
         with h5_create(tmp) as handle:
             handle.attrs["format"] = PREDICTIONS_FORMAT
             handle.attrs["version"] = 1
             handle.attrs["class_names"] = list(class_names)
             handle.create_dataset("labels", data=labels.astype(np.int64))
             handle.create_dataset("probabilities", data=probabilities.astype(np.float32))
+            if ids is not None:
+                if ids.dtype.kind in "iu":
+                    handle.create_dataset("ids", data=ids)
+                else:
+                    text = [_text(v) for v in ids]
+                    handle.create_dataset("ids", data=text, dtype=h5py.string_dtype())
+                handle["ids"].attrs["id_column"] = id_column or "id"
 
 
 @dataclass(frozen=True)
 class PredictionResult:
     """What :func:`predict` computed. ``labels`` (N,) and ``probabilities`` (N, C) of the input's
-    records; ``accuracy`` against the input's labels, None if it has none; ``out`` the predictions file
-    written, or None."""
+    records; ``accuracy`` against the input's labels on the ``accuracy_records`` records whose label
+    is one of the student's classes, None if there are none; ``labels_skipped`` records whose label
+    is empty or unknown (predicted all the same); ``filled_cells`` empty cells filled with the
+    schema's values; ``id_column`` the input column whose ids the predictions carry (None: rows
+    only by order); ``out`` the predictions file written, or None."""
 
     student: Path
     input: Path
@@ -392,6 +482,10 @@ class PredictionResult:
     labels: np.ndarray
     probabilities: np.ndarray
     accuracy: float | None
+    accuracy_records: int = 0
+    labels_skipped: int = 0
+    filled_cells: int = 0
+    id_column: str | None = None
 
     @property
     def class_counts(self) -> dict[str, int]:
@@ -404,9 +498,24 @@ class PredictionResult:
         return {
             "records": len(self.labels),
             "accuracy": self.accuracy,
+            "accuracy_records": self.accuracy_records,
+            "labels_skipped": self.labels_skipped,
+            "filled_cells": self.filled_cells,
+            "id_column": self.id_column,
             "out": None if self.out is None else str(self.out),
             "class_counts": self.class_counts,
         }
+
+
+def _id_name(dataset_path: Path) -> str:
+    """The name of a dataset file's ids: the table column they were imported from (its schema's
+    individual column), else ``individual_id``."""
+    text = public_schema(dataset_path)
+    try:
+        column = json.loads(text).get("individual_column") if text else None
+    except (ValueError, AttributeError):
+        column = None
+    return column if isinstance(column, str) and column else "individual_id"
 
 
 def predict(
@@ -415,17 +524,27 @@ def predict(
     *,
     out: str | os.PathLike | None = None,
     force: bool = False,
+    id_column: str | None = None,
 ) -> PredictionResult:
     """Label the records of ``input_path`` (a ``pate-dataset`` file, or a raw ``.csv`` file when the
     student carries a schema) with the student bundle at ``student_path``, and with ``out`` write the
-    predictions there (atomically): a ``pate-predictions`` HDF5 file, or CSV when ``out`` ends in
-    ``.csv`` (:func:`write_predictions_csv`).
+    predictions there (atomically, owner-only: the input may be private): a ``pate-predictions``
+    HDF5 file, or CSV when ``out`` ends in ``.csv`` (:func:`write_predictions_csv`). The records'
+    ids go along: a dataset file's ``individual_id``; a CSV file's ``id_column``, else the schema's
+    individual column when the file has it (a dataset file's ids are named after the column they
+    were imported from, when its schema says so).
+
+    Labels in the input serve only to measure accuracy: a record whose label is empty or not one of
+    the student's classes is predicted like any other and left out of the accuracy (counted in
+    ``labels_skipped``). Empty cells of a CSV input take the schema's fill values, whatever
+    ``missing`` policy the import used.
 
     Refuses, before anything is read, what the output policy refuses
     (:func:`pate.outputs.check_output`): an ``out`` that is, holds or lies inside an input, or lies
     inside a release, workspace, teachers, data or audit folder (``force`` or not), or exists and is
-    not a predictions file; then a student that does not load, an input whose features do not have
-    the student's input shape, and an existing ``out`` without ``force`` (exit code 4).
+    not a predictions file; then a student that does not load, an ``id_column`` with a dataset file
+    or not in the CSV file, an input whose features do not have the student's input shape, and an
+    existing ``out`` without ``force`` (exit code 4).
     """
     check_output(
         out,
@@ -438,10 +557,21 @@ def predict(
     out = Path(out) if out else None
     student, attrs = load_student(student_path)
     if input_path.suffix.lower() == ".csv":
-        features, true_labels = read_csv_records(student_path, attrs.get("schema"), input_path)
+        records = read_csv_records(student_path, attrs.get("schema"), input_path, id_column)
     else:
+        if id_column is not None:
+            raise PateError(
+                f"`id_column` {id_column!r}: only for a CSV input; {input_path} is a dataset file, "
+                "whose records carry their individual_id"
+            )
         data = read_dataset(input_path)
-        features, true_labels = data.features, data.labels
+        true_labels = None
+        if data.labels is not None:
+            true_labels = np.asarray(data.labels, dtype=np.int64)
+            unknown = (true_labels < 0) | (true_labels >= len(attrs["class_names"]))
+            true_labels = np.where(unknown, -1, true_labels)
+        records = Records(data.features, true_labels, data.individual_id, _id_name(input_path), 0)
+    features = records.features
     feature_shape = tuple(features.shape[1:])
     if feature_shape != tuple(student.model.input_shape):
         raise PateError(
@@ -452,11 +582,17 @@ def predict(
         raise PateError(f"{out}: already exists; pass `force` to replace it", exit_code=4)
     probabilities = student.probabilities(features)
     labels = probabilities.argmax(axis=1)
+    carried = (records.ids, records.id_column)
     if out is not None and out.suffix.lower() == ".csv":
-        write_predictions_csv(out, labels, probabilities, attrs["class_names"])
+        write_predictions_csv(out, labels, probabilities, attrs["class_names"], *carried)
     elif out is not None:
-        write_predictions(out, labels, probabilities, attrs["class_names"])
-    accuracy = None if true_labels is None else float((labels == true_labels).mean())
+        write_predictions(out, labels, probabilities, attrs["class_names"], *carried)
+    accuracy, known = None, 0
+    if records.labels is not None:
+        mask = records.labels >= 0
+        known = int(mask.sum())
+        if known:
+            accuracy = float((labels[mask] == records.labels[mask]).mean())
     return PredictionResult(
         student=student_path,
         input=input_path,
@@ -465,4 +601,8 @@ def predict(
         labels=labels,
         probabilities=probabilities,
         accuracy=accuracy,
+        accuracy_records=known,
+        labels_skipped=0 if records.labels is None else len(labels) - known,
+        filled_cells=records.filled,
+        id_column=records.id_column if records.ids is not None else None,
     )

@@ -7,7 +7,8 @@ in :mod:`pate.models`, which imports and checks it). The contract is the built-i
 * pate calls it as ``module.init(key, x)`` and ``module.apply({"params": params}, x)``, with ``x`` a
   float32 batch ``(N, *input_shape)`` of normalised inputs (any ``N``, 1 included) and no other
   argument: no ``train``/``deterministic`` flag, no RNG but the ``params`` key of ``init``, so no
-  dropout;
+  dropout (the check at configuration time applies and differentiates the module this way, from
+  shapes alone, and refuses one that fails);
 * it returns logits of shape ``(N, num_classes)`` (floats; pate applies the softmax);
 * its only variable collection is ``params`` (no batch statistics or other mutable state), and it is
   a pure function of them: teachers are ``vmap``-ed over their stacked parameters.

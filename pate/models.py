@@ -139,7 +139,9 @@ class ModelConfig:
 def _custom_module(reference: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The module ``reference``'s factory returns for ``(input_shape, num_classes)``, checked once:
     a flax module with only ``params`` variables that maps a float batch (2, *input_shape) to logits
-    (2, num_classes), found from shapes alone (``jax.eval_shape``). Failures name `factory`."""
+    (2, num_classes), and that can be applied and differentiated as training and voting do
+    (``module.apply({"params": p}, x)``, no RNG, no flag), found from shapes alone
+    (``jax.eval_shape``). Failures name `factory`."""
     factory = load_factory(reference)
     try:
         module = factory(tuple(input_shape), int(num_classes))
@@ -182,7 +184,23 @@ def _custom_module(reference: str, input_shape: tuple[int, ...], num_classes: in
         raise PateError(
             f"`factory` {reference!r}: its module returns {out.dtype} logits, expected floats"
         )
+    try:  # exactly as training and voting call it: no RNG but `params`, no flag, and a gradient
+        jax.eval_shape(functools.partial(_train_and_vote, module), variables["params"], sample)
+    except Exception as exc:
+        raise PateError(
+            f"`factory` {reference!r}: its module fails when called as "
+            f"module.apply({{'params': p}}, x) on a batch of shape {sample.shape}, with no RNG "
+            f"and no train flag, and differentiated ({one_line(exc)}); expected no dropout or "
+            "other randomness, and no mutable state"
+        ) from None
     return module
+
+
+def _train_and_vote(module: nn.Module, params, x):  # noqa: ANN001 (abstract shapes)
+    """What training and voting do with a custom module: logits, and the gradient of a loss."""
+    logits = module.apply({"params": params}, x)
+    grads = jax.grad(lambda p: jnp.sum(module.apply({"params": p}, x)))(params)
+    return logits, grads
 
 
 class MLP(nn.Module):

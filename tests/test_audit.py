@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from scipy import stats
+from scipy.special import logsumexp as special_logsumexp
 
 from cli.main import app
 from pate import audit as audit_module
@@ -264,6 +265,67 @@ def test_config_refuses_bad_values(field, value):
         AuditConfig(GNMaxConfig(4.0), **{**SMALL, field: value})
 
 
+@pytest.mark.parametrize(
+    ("aggregator", "field"),
+    [
+        (GNMaxConfig(1e-300), "sigma"),
+        (GNMaxConfig(1e300), "sigma"),
+        (GNMaxConfig(0.09), "sigma"),
+        (LNMaxConfig(2e4), "scale"),
+        (ConfidentGNMaxConfig(16.0, 0.05, 4.0), "sigma1"),
+        (InteractiveGNMaxConfig(10.0, 6.0, 1e300, 0.9), "sigma2"),
+    ],
+)
+def test_config_refuses_noise_outside_the_range_it_can_compute(aggregator, field):
+    with pytest.raises(PateError, match=f"^`{field}` .*: the audit takes noise scales from 0.1 to"):
+        AuditConfig(aggregator, **SMALL)
+    AuditConfig(GNMaxConfig(0.1), **SMALL), AuditConfig(LNMaxConfig(1e4), **SMALL)  # the ends
+
+
+def test_config_refuses_more_classes_than_it_can_run_saying_why():
+    with pytest.raises(PateError, match="^`num_classes` 100000000: the audit takes at most 1000 "):
+        AuditConfig(GNMaxConfig(4.0), **{**SMALL, "num_classes": 100_000_000})
+    AuditConfig(GNMaxConfig(4.0), **{**SMALL, "num_classes": 1000})
+
+
+def test_many_classes_cost_the_plan_no_memory_per_class():
+    """The empty classes of a pair are one factor of the plan (it made one array per class): the
+    probabilities are those of the explicit product (checked on 5 classes), and 1000 classes plan."""
+    config = AuditConfig(GNMaxConfig(4.0), **{**SMALL, "num_classes": 5})
+    votes = np.array([12, 8, 0, 0, 0])
+    z, pmf = audit_module._pmf("gaussian", 4.0)
+    cdf = np.cumsum(pmf)
+    below = lambda v: np.where(v - z[0] < 0, 0.0, cdf[np.clip(v - z[0], 0, z.size - 1)])  # noqa: E731
+    p0 = np.sum(pmf * below(12 + z - 8) * below(12 + z) ** 3)
+    assert planned_probabilities(config, votes)[1] == pytest.approx(p0, rel=1e-12)
+    wide = AuditConfig(GNMaxConfig(4.0), **{**SMALL, "num_classes": 1000})
+    probabilities = planned_probabilities(wide, audit_module._histogram(wide, 12))
+    three = planned_probabilities(config, np.array([12, 8, 0]))
+    assert probabilities.sum() == pytest.approx(1.0) and probabilities[3] > 10 * three[3] > 0
+
+
+@pytest.mark.parametrize(("k", "p"), [(100_000, 0.43), (1000, 0.01), (50, 0.3)])
+def test_log_binomial_tail_is_finite_and_exact_where_scipys_underflows(k, p):
+    t = np.unique(np.linspace(1, k, 200).round().astype(np.int64))
+    j = np.arange(k + 1)
+    log_pmf = stats.binom.logpmf(j, k, p)
+    reference = np.array([special_logsumexp(log_pmf[i:]) for i in t])
+    found = audit_module.log_binomial_sf(t, k, p)
+    assert np.all(np.isfinite(found))
+    np.testing.assert_allclose(found, reference, rtol=1e-9, atol=1e-9)
+    with np.errstate(divide="ignore"):
+        assert k < 100_000 or not np.all(np.isfinite(stats.binom.logsf(t - 1, k, p)))
+
+
+def test_a_correct_aggregator_over_many_queries_passes_with_a_finite_ceiling():
+    """`pate audit --mechanism gnmax --teachers 10 --sigma 10 --queries 100000` said FAIL ("the
+    accountant undercharges") with a ceiling of inf: a binomial tail below 1e-308 had underflowed."""
+    config = AuditConfig(GNMaxConfig(10.0), num_teachers=10, queries=100_000, trials=20_000)
+    result = audit(config)
+    assert result.passed, result.failure_message()
+    assert 0 < result.composed.ceiling <= result.composed.epsilon_upper < math.inf
+
+
 def test_a_mechanism_with_impossible_labels_is_refused():
     def nonsense(votes, noise):
         labels = np.full(votes.shape[0], 7, dtype=np.int64)
@@ -371,6 +433,20 @@ def test_cli_exits_5_with_one_line_when_the_aggregator_is_broken(monkeypatch):
     assert "verdict: FAIL" in result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: audit FAILED for gnmax")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--sigma", "1e-300"), "error: --sigma 1e-300: the audit takes noise scales from 0.1 to"),
+        (("--sigma", "1e300"), "error: --sigma 1e+300: the audit takes noise scales from 0.1 to"),
+        (("--classes", "100000000"), "error: --classes 100000000: the audit takes at most 1000"),
+    ],
+)
+def test_cli_refuses_parameters_it_cannot_compute_in_one_line(args, message):
+    result = run("--mechanism", "gnmax", "--teachers", 10, *args)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(message) and len(result.output.strip().splitlines()) == 1
 
 
 def test_cli_refuses_ambiguous_sources():

@@ -150,6 +150,10 @@ def test_predict_result(student_file, tmp_path):
     assert summary == {
         "records": 12,
         "accuracy": result.accuracy,
+        "accuracy_records": 12,
+        "labels_skipped": 0,
+        "filled_cells": 0,
+        "id_column": "individual_id",
         "out": None,
         "class_counts": result.class_counts,
     }
@@ -193,6 +197,133 @@ def test_predict_refuses_an_existing_output_without_force(student_file, tmp_path
     predict(student_file, data, out=out, force=True)
     with h5py.File(out) as handle:
         assert handle.attrs["format"] == PREDICTIONS_FORMAT
+
+
+# ----------------------------------------------------------------------------------------------------
+# New rows as users have them: unknown labels, ids, empty cells, private input
+
+
+#: A schema as `pate dataset csv` writes it, by hand: a numeric and a categorical feature, the label
+#: column, an id column, fill values from the public split, and an import that dropped empty cells
+#: (so the categorical column has no <missing> indicator; its fill is <other>).
+SCHEMA = {
+    "format": "pate-schema",
+    "version": 1,
+    "columns": [
+        {"name": "age", "kind": "numeric", "fill": 40.0},
+        {"name": "work", "kind": "categorical", "categories": ["desk", "road"], "fill": "<other>"},
+    ],
+    "feature_names": ["age", "work=desk", "work=road", "work=<other>"],
+    "label_column": "y",
+    "individual_column": "person",
+    "classes": ["cat", "dog", "eel"],
+    "num_classes": 3,
+    "missing": "drop",
+    "missing_tokens": ["", "?", "na", "nan"],
+    "source": "public split and declared options only",
+}
+ROWS = [  # person, age, work, y
+    ("p1", "31", "desk", "cat"),
+    ("p2", "", "road", "dog"),  # empty age: filled with 40
+    ("p3", "52", "", "eel"),  # empty work: <other>
+    ("p4", "47", "sea", "fish"),  # a label the student does not know
+    ("p5", "29", "road", ""),  # no label
+]
+
+
+@pytest.fixture(scope="module")
+def schema_student(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("schema")
+    model = ModelConfig("mlp", (4,), 3, hidden=(5,))
+    params = model.build().init(jax.random.key(2), np.zeros((1, 4), np.float32))["params"]
+    student = TrainedModel(
+        params=jax.tree.map(np.asarray, params),
+        model=model,
+        preprocessing=Preprocessing(1.0, np.zeros(4, np.float32), np.ones(4, np.float32)),
+    )
+    (folder / "schema.json").write_text(json.dumps(SCHEMA))
+    save_student(
+        folder / "student.h5",
+        student,
+        class_names=CLASSES,
+        privacy={},
+        statement="",
+        schema=(folder / "schema.json").read_text(),
+    )
+    return folder / "student.h5", student
+
+
+def write_rows(path, rows=ROWS, header=("person", "age", "work", "y")):
+    path.write_text("\n".join(",".join(row) for row in [header, *rows]) + "\n")
+    return path
+
+
+def test_new_rows_with_unknown_or_empty_labels_are_predicted_and_left_out_of_the_accuracy(
+    schema_student, tmp_path
+):
+    student_path, student = schema_student
+    result = predict(student_path, write_rows(tmp_path / "new.csv"))
+    assert len(result.labels) == 5 and result.labels_skipped == 2 and result.accuracy_records == 3
+    expected = np.array(
+        [[31, 1, 0, 0], [40, 0, 1, 0], [52, 0, 0, 1], [47, 0, 0, 1], [29, 0, 1, 0]], np.float32
+    )
+    np.testing.assert_array_equal(result.labels, student.predict(expected))
+    truth = np.array([0, 1, 2])
+    assert result.accuracy == pytest.approx(float((result.labels[:3] == truth).mean()))
+    command = invoke("predict", student_path, tmp_path / "new.csv")
+    assert command.exit_code == 0, command.output
+    text = " ".join(command.output.split())
+    assert "on the 3 records whose label the student knows" in text
+    assert "2 records with an empty or unknown label left out of the accuracy" in text
+
+
+def test_empty_cells_take_the_schemas_fill_values_whatever_the_import_policy(
+    schema_student, tmp_path
+):
+    student_path, student = schema_student
+    result = predict(student_path, write_rows(tmp_path / "new.csv"))
+    assert result.filled_cells == 2
+    filled = np.array([[40, 0, 1, 0], [52, 0, 0, 1]], np.float32)  # age 40; work <other>
+    np.testing.assert_allclose(result.probabilities[1:3], student.probabilities(filled), rtol=1e-6)
+    command = invoke("predict", student_path, tmp_path / "new.csv")
+    assert "filled 2 empty cells with the schema's public fill values" in command.output
+
+
+def test_predictions_carry_the_inputs_ids_and_are_owner_only(schema_student, tmp_path):
+    student_path, _ = schema_student
+    rows = write_rows(tmp_path / "new.csv")
+    result = invoke("predict", student_path, rows, "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "predicted,person,p_cat,p_dog,p_eel"
+    assert [line.split(",")[1] for line in lines[1:]] == ["p1", "p2", "p3", "p4", "p5"]
+    assert oct((tmp_path / "p.csv").stat().st_mode & 0o777) == "0o600"
+    predict(student_path, rows, out=tmp_path / "p.h5")
+    with h5py.File(tmp_path / "p.h5") as handle:
+        assert [v.decode() for v in handle["ids"][()]] == ["p1", "p2", "p3", "p4", "p5"]
+        assert handle["ids"].attrs["id_column"] == "person"
+    assert oct((tmp_path / "p.h5").stat().st_mode & 0o777) == "0o600"
+    # A CSV without the schema's id column: --id-column names one; without it, no id column.
+    plain = write_rows(
+        tmp_path / "plain.csv", [(r[1], r[2], r[3], f"r{i}") for i, r in enumerate(ROWS)],
+        header=("age", "work", "y", "row"),
+    )  # fmt: skip
+    assert predict(student_path, plain).id_column is None
+    invoke("predict", student_path, plain, "--out", tmp_path / "q.csv", "--id-column", "row")
+    lines = (tmp_path / "q.csv").read_text().splitlines()
+    assert lines[0].startswith("predicted,row,") and lines[1].split(",")[1] == "r0"
+    bad = invoke("predict", student_path, plain, "--id-column", "nope")
+    assert bad.exit_code == 2 and bad.output.startswith("error: --id-column 'nope': not a column")
+
+
+def test_dataset_predictions_carry_individual_ids(student_file, tmp_path):
+    data = write_input(tmp_path / "input.h5", rows=6)
+    predict(student_file, data, out=tmp_path / "p.h5")
+    with h5py.File(tmp_path / "p.h5") as handle:
+        assert handle["ids"][()].tolist() == list(range(6))
+        assert handle["ids"].attrs["id_column"] == "individual_id"
+    with pytest.raises(PateError, match="`id_column` 'x': only for a CSV input"):
+        predict(student_file, data, id_column="x")
 
 
 def test_predict_is_importable_from_pate():

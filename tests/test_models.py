@@ -73,6 +73,24 @@ class NeedsTrainFlag(nn.Module):
         return nn.Dense(3)(x)
 
 
+class WithDropout(nn.Module):
+    """Initialises (flax falls back on the `params` RNG) but cannot be applied without a dropout RNG."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Dense(4)(x.reshape((x.shape[0], -1)))
+        return nn.Dense(3)(nn.Dropout(0.5, deterministic=False)(x))
+
+
+class IntegerParameter(nn.Module):
+    """Applies, but cannot be differentiated: an integer parameter."""
+
+    @nn.compact
+    def __call__(self, x):
+        shift = self.param("shift", lambda key, shape: jnp.zeros(shape, jnp.int32), (3,))
+        return nn.Dense(3)(x.reshape((x.shape[0], -1))) + shift
+
+
 class NoParameters(nn.Module):
     @nn.compact
     def __call__(self, x):
@@ -97,6 +115,14 @@ def with_batch_norm(input_shape, num_classes):
 
 def needs_train_flag(input_shape, num_classes):
     return NeedsTrainFlag()
+
+
+def with_dropout(input_shape, num_classes):
+    return WithDropout()
+
+
+def integer_parameter(input_shape, num_classes):
+    return IntegerParameter()
 
 
 def no_parameters(input_shape, num_classes):
@@ -238,6 +264,13 @@ def test_custom_config_builds_the_factorys_module_and_round_trips():
         ),
         (ref("needs_train_flag"), "its module fails on a batch of shape \\(2, 6\\) \\(TypeError"),
         (ref("no_parameters"), "its module has no parameters to train"),
+        (
+            ref("with_dropout"),
+            "its module fails when called as module.apply\\({'params': p}, x\\) on a batch of shape "
+            "\\(2, 6\\), with no RNG and no train flag, and differentiated \\(InvalidRngError: "
+            'Dropout_0 needs PRNG for "dropout"',
+        ),
+        (ref("integer_parameter"), "its module fails when called as .*differentiated \\(TypeError"),
     ],
 )
 def test_a_bad_factory_is_refused_in_one_line_naming_the_field(factory, message):
@@ -364,6 +397,10 @@ def test_the_command_line_takes_a_custom_model(data, library_run, tmp_path):
     [
         ("nosuch.module:f", "error: --model 'nosuch.module:f': cannot import module nosuch.module"),
         ("os:getcwd", "error: --model 'os:getcwd': calling it with input_shape (6,) and"),
+        (
+            ref("with_dropout"),
+            f"error: --model '{ref('with_dropout')}': its module fails when called",
+        ),
         ("foo", "Error: Invalid value for '--model': 'foo', expected one of auto, mlp, cnn"),
         ("foo:", "Error: Invalid value for '--model': 'foo:', expected one of auto, mlp, cnn"),
     ],

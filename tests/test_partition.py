@@ -353,3 +353,13 @@ def test_partition_is_importable_from_pate_without_jax():
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root, env=env)
+
+
+def test_help_describes_the_default_method_hash_not_lpt():
+    """The help said "Shards are balanced by record count" (LPT) although `hash` is the default."""
+    result = CliRunner().invoke(app, ["partition", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "By default (--method hash) an individual's shard is a keyed hash of its own id" in text
+    assert "Shards are balanced by record count" not in text
+    assert "--method lpt balances record counts instead" in text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -311,6 +312,21 @@ def test_teachers_and_public_data_of_other_label_spaces_are_refused(teachers, ti
     )
     assert "attribute 'class_names'" in result.output
     assert not (tmp_path / "ws" / "ledger.jsonl").exists()
+
+
+def test_the_private_file_given_as_public_is_warned_about_once_plainly(
+    teachers, tiny_adas, tmp_path
+):
+    """The CLI prints the library's private warning itself: no second copy as a Python
+    `UserWarning:` (the library still warns its own callers, as a PrivateDataWarning)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        private = {"public": tiny_adas["private"]}
+        result = distill(teachers, private, tmp_path / "ws", tmp_path / "release")
+    lines = [line for line in result.output.splitlines() if "appear in the private data" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning (private, kept out of the release): ")
+    assert not [w for w in caught if "appear in the private data" in str(w.message)]
+    assert "UserWarning" not in result.output
 
 
 def test_overlap_with_the_private_data_stays_out_of_the_release(teachers, tiny_adas, tmp_path):

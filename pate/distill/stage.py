@@ -33,7 +33,7 @@ from pate.distill.release import (
 )
 from pate.distill.selection import RoundSelector
 from pate.distill.workspace import VOTES_FILE, compute_or_load_votes, write_private_notes
-from pate.errors import BudgetExhausted, PateError
+from pate.errors import BudgetExhausted, PateError, PrivateDataWarning
 from pate.export import public_schema, save_student
 from pate.io import (
     Dataset,
@@ -412,7 +412,7 @@ def _label_and_distill(job: DistillJob, *, on_batch=None, on_phase=None) -> Dist
         save_portable(tmp / PORTABLE_FILE, student, public.features.dtype)
     label_accuracy = _label_accuracy(public_path, ids, labels)
     for note in private_notes:
-        warnings.warn(note, stacklevel=2)
+        warnings.warn(note, PrivateDataWarning, stacklevel=2)
     return DistillResult(
         outcome,
         report,
