@@ -395,7 +395,7 @@ def encode_labels_with(
     labels = codes[inverse.reshape(-1)] if len(text) else labels
     if len(text) and (labels < 0).any():
         i = int(np.argmax(labels < 0))
-        read = f" (read as {canon[i]!r})" if canon[i] != text[i] else ""
+        read = f" (read as {str(canon[i])!r})" if canon[i] != text[i] else ""
         raise PateError(
             f"{path}: column {column!r} record {int(rows[i])} holds {str(text[i])!r}{read}, "
             f"outside the classes {known} (declared or seen in the public and test splits); "
