@@ -30,6 +30,7 @@ text). :func:`encode_table` applies one to a table of raw text cells.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from pathlib import Path
@@ -117,9 +118,21 @@ def canonical_labels(raw: np.ndarray) -> np.ndarray:
     return out.astype(str) if len(text) else np.array([], dtype=str)
 
 
+#: Every spelling of a missing token, in any case (``NA``, ``nA``, ``NaN``, ...).
+MISSING_SPELLINGS = tuple(
+    sorted(
+        {
+            "".join(letters)
+            for token in MISSING_TOKENS
+            for letters in itertools.product(*[(c.lower(), c.upper()) for c in token])
+        }
+    )
+)
+
+
 def is_missing(cells: np.ndarray) -> np.ndarray:
     """Which cells are missing: empty, ``?``, ``NA`` or ``NaN`` (any case)."""
-    return np.isin(np.char.lower(np.char.strip(cells.astype(str))), MISSING_TOKENS)
+    return np.isin(np.strings.strip(np.asarray(cells).astype(str)), MISSING_SPELLINGS)
 
 
 def _is_number(cell: str) -> bool:

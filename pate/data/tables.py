@@ -47,8 +47,8 @@ from pate.data.splits import SPLITS, SplitWriter, split_codes
 from pate.errors import PateError
 from pate.io import atomic_file
 
-CSV_BLOCK_BYTES = 1 << 22
-PARQUET_BATCH_ROWS = 1 << 15
+CSV_BLOCK_BYTES = 1 << 20
+PARQUET_BATCH_ROWS = 1 << 14
 SPLIT_CODES = {"private": 0, "public": 1, "test": 2}
 ID_LIKE_NAME = re.compile(
     r"^(|#|index|idx|row|rownum|row_?number|row_?id|id|unnamed(:? ?_?\d+)?)$|(^|[_\s])id$"
@@ -226,6 +226,12 @@ def canonical_ids(cells: np.ndarray, path, column: str, rows: np.ndarray):
     if empty.any():
         i = int(np.argmax(empty))
         raise PateError(f"{path}: {column!r} of record {int(rows[i])} is empty, expected an id")
+    try:  # the common case, every id an integer: no Python call per id
+        numbers = np.asarray(cells).astype(np.int64)
+    except (ValueError, OverflowError):
+        pass
+    else:
+        return numbers.astype(object), np.ones(len(cells), dtype=bool)
     unique, inverse = np.unique(cells, return_inverse=True)
     canon, integer = [], []
     for value in unique.tolist():
@@ -446,7 +452,7 @@ class StreamImport:
 
     def _check_overlap(self, split: str, source: Source, ids: np.ndarray) -> None:
         """Three files: an individual in two of them is refused (privacy rule 8)."""
-        unique = set(ids.tolist())
+        unique = {str(v) for v in ids.tolist()}
         for other, seen in self.scan.seen_ids.items():
             if other == split:
                 continue
@@ -600,6 +606,8 @@ class StreamImport:
                         ids = chunk.ids[here]
                         if writer.integer_ids:
                             ids = ids.astype(np.int64)
+                        else:
+                            ids = np.array([str(v) for v in ids.tolist()], dtype=object)
                         writer.append(features, labels, ids)
             for writer in writers.values():
                 writer.close()
