@@ -178,7 +178,18 @@ def test_chunks_do_not_change_the_files(tmp_path, monkeypatch):
     path = _write_csv(tmp_path / "t.csv", _people(400, 5))
     build_csv(tmp_path / "big", input=path, label_column="y", individual_column="pid")
     monkeypatch.setattr(tables, "CSV_BLOCK_BYTES", 512)  # about 25 records per chunk
+    sizes = []
+    chunks = tables.Source.chunks
+
+    def counted(self):
+        for cells, start in chunks(self):
+            sizes.append(len(cells))
+            yield cells, start
+
+    monkeypatch.setattr(tables.Source, "chunks", counted)
     build_csv(tmp_path / "small", input=path, label_column="y", individual_column="pid")
+    records = len(path.read_text().splitlines()) - 1
+    assert sum(sizes) == 2 * records and max(sizes) < 40  # two passes, each chunk by chunk
     for filename in ("private.h5", "public.h5", "test.h5", "schema.json"):
         assert (tmp_path / "big" / filename).read_bytes() == (
             tmp_path / "small" / filename

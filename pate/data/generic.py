@@ -1,31 +1,45 @@
-"""``csv``, ``npz``, ``h5``: import your own data and split it into private, public and test by individual.
+"""``csv``, ``parquet``, ``npz``, ``h5``: import your own data and split it into private, public and test
+by individual.
 
 The input holds features, a label column and, normally, an individual-id column:
 
-* **CSV**: a header line, then one record per line. ``label_column`` and ``individual_column`` name
-  columns; the features are ``feature_columns`` (default: every other column). Numeric columns stay
-  numbers; text columns (a non-numeric cell in the public split) and ``categorical_columns`` are
-  one-hot encoded, with an ``<other>`` indicator for values the public split lacks. Missing cells
-  (empty, ``NA``, ``NaN``, ``?``) follow ``missing``: ``error`` (one line listing every column with
-  missing cells and their counts), ``drop`` the record, or ``fill`` (the public split's median, or a
-  ``<missing>`` indicator). Either ``input`` (one file, split by individual) or three files
-  ``private``, ``public`` (may lack the label column) and ``test``.
+* **CSV** and **Parquet** (:mod:`pate.data.tables`: streamed through pyarrow, memory bounded by a
+  chunk plus what the schema needs of the public split): a header, then one record per line (row).
+  ``label_column`` and ``individual_column`` name columns; the features are ``feature_columns``
+  (default: every other column). Every cell is read as text (a Parquet number as its shortest
+  decimal, a null as empty). Numeric columns stay numbers; text columns (a non-numeric cell in the
+  public split) and ``categorical_columns`` are one-hot encoded, with an ``<other>`` indicator for
+  values the public split lacks. Missing cells (empty, ``NA``, ``NaN``, ``?``) follow ``missing``:
+  ``error`` (one line listing every column with missing cells and their counts), ``drop`` the
+  record, or ``fill`` (the public split's median, or a ``<missing>`` indicator; records without a
+  label are then left out of the private and test splits, and kept in the public one). Either
+  ``input`` (one file, split by individual) or three files ``private``, ``public`` (may lack the
+  label column) and ``test``.
 * **NPZ** (``numpy.savez``): arrays named ``features_array`` (``(N, ...)``), ``label_column`` and
   ``individual_column`` (``(N,)`` each). Pickled object arrays are refused.
 * **HDF5**: the same, as datasets at the file's top level (a ``pate-dataset`` file qualifies).
 
 Every constant that can reach a release comes from the public split or the user's declarations,
 never from the private split (:mod:`pate.data.schema`): column kinds, vocabularies, fill values and
-the classes: ``classes`` as declared, else the labels of the public and test splits (integer class
-ids, ``num_classes = max + 1``, or names in sorted order). A private label outside them is an error.
-The schema is written as ``schema.json`` beside the split files and as their ``schema`` attribute.
-Features are stored as ``uint8`` when they are ``uint8`` (or booleans), else as ``float32``; NaN or
-infinite values are refused.
+the classes: ``classes`` as declared, else the labels of the public and test splits (dense integer
+class ids, integral numbers such as ``1.0`` included, or names in sorted order). A private label
+outside them is an error. The schema is written as ``schema.json`` beside the split files and as
+their ``schema`` attribute. Features are stored as ``uint8`` when they are ``uint8`` (or booleans),
+else as ``float32``; NaN, infinite values, values beyond float32 and NUL bytes are refused with one
+line naming the file, the column and the record.
 
-The split (:func:`pate.data.splits.split_by_individual`) puts every individual's records in exactly one
-of private, public and test, which is what PATE's per-individual guarantee needs (design, privacy
-rules 1 and 8): the neighbouring relation is adding or removing one individual, all of whose records
-then sit in one shard of the private file and in neither the public nor the test file. Without an
+Ids are normalised one way in every file and format (:func:`normalise_ids`): stripped; a number with
+an integral value that fits int64 (``0``, ``0.0``, ``007``, ``1e3``) is that integer; any other id is
+its text. So ``0.0`` in one file and ``0`` in another are one individual.
+
+The split (:func:`pate.data.splits.split_by_individual`, :func:`pate.data.splits.split_codes`) puts
+each individual in private, public or test by a keyed hash of its own normalised id and ``seed``,
+with ``public_fraction`` and ``test_fraction`` as its probabilities: adding or removing one
+individual leaves every other individual where it was, so the public and test files (and the schema)
+of neighbouring inputs are identical (issue 20). This is what PATE's per-individual guarantee needs
+(design, privacy rules 1 and 8): all of one individual's records sit in one split, and a private
+individual's in one shard. The individuals placed in the public and test splits of the user's file
+get **no** protection (their records are public data); the import says so on stderr. Without an
 individual column, pass ``records_are_individuals=True``: each record is then treated as its own
 individual (record-level privacy), which is only right if no person contributed two records; the
 files' ``individual_note`` says which case applies.

@@ -135,32 +135,10 @@ def is_missing(cells: np.ndarray) -> np.ndarray:
     return np.isin(np.strings.strip(np.asarray(cells).astype(str)), MISSING_SPELLINGS)
 
 
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
-
-
 def column_of(header: list[str], cells: np.ndarray, name: str, path, option: str) -> np.ndarray:
     if name not in header:
         raise PateError(f"{path}: no column {name!r} (found {header}); check {option}")
     return cells[:, header.index(name)]
-
-
-def missing_report(tables: dict[str, tuple[list[str], np.ndarray]], columns: list[str]) -> str:
-    """``file: 'a' 2, 'b' 1; file2: ...`` for the columns with missing cells, or ``""``."""
-    parts = []
-    for path, (header, cells) in tables.items():
-        counts = [
-            f"{name!r} {int(is_missing(cells[:, header.index(name)]).sum())}"
-            for name in columns
-            if name in header and is_missing(cells[:, header.index(name)]).any()
-        ]
-        if counts:
-            parts.append(f"{path}: " + ", ".join(counts))
-    return "; ".join(parts)
 
 
 def infer_schema(
