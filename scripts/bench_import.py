@@ -2,8 +2,8 @@
 
 Makes a table with an id column (5 records per person on average), a label, six numeric columns and
 two text columns, writes it as CSV and as Parquet, then runs each import in a subprocess and reports
-the child's peak RSS (``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``, one child per run) and its
-wall time. Usage::
+the child's peak RSS (``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``, one child per run), its
+wall time and its CPU time (user + system, steadier than wall time on a shared machine). Usage::
 
     .venv/bin/python scripts/bench_import.py --rows 2000000 --repeat 3 --work /tmp/bench-import
 """
@@ -83,16 +83,23 @@ def run_import(kind: str, path: Path, out: Path) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     args = [sys.executable, "-c", CHILD, "dataset", kind, "--input", str(path)]
     args += ["--label-column", "label", "--individual-column", "person", "--out", str(out)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, cpu_before = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
     start = time.perf_counter()
     done = subprocess.run(args, capture_output=True, text=True)
     wall = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak, cpu = usage.ru_maxrss, usage.ru_utime + usage.ru_stime - cpu_before
     if done.returncode != 0:
         raise SystemExit(f"{kind} import failed: {done.stderr[-2000:]}")
     if peak <= before:  # ru_maxrss of children is the maximum over all children so far
         print(f"warning: peak RSS not above an earlier child's ({before} KiB)", file=sys.stderr)
-    return {"kind": kind, "wall_s": round(wall, 2), "peak_rss_mb": round(peak / 1024, 1)}
+    return {
+        "kind": kind,
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),  # user + system: less sensitive than wall time to a busy machine
+        "peak_rss_mb": round(peak / 1024, 1),
+    }
 
 
 def main() -> None:
@@ -130,7 +137,8 @@ def main() -> None:
         print(
             f"{kind}: {options.rows} rows ({mine[0]['file_mb']} MB): median peak RSS "
             f"{np.median([r['peak_rss_mb'] for r in mine]):.0f} MB, median wall "
-            f"{np.median([r['wall_s'] for r in mine]):.1f} s over {len(mine)} runs"
+            f"{np.median([r['wall_s'] for r in mine]):.1f} s, median CPU "
+            f"{np.median([r['cpu_s'] for r in mine]):.1f} s over {len(mine)} runs"
         )
 
 

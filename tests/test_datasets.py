@@ -444,8 +444,10 @@ def test_csv_feature_columns_and_records_are_individuals(tmp_path):
     )
     private, attrs, _ = read_split(tmp_path / "out", "private")
     assert private.feature_names == ("row", "level")
-    # Without an id column each record is its own individual: ids are row indices.
-    assert np.array_equal(private.individual_id, private.features[:, 0].astype(np.int64))
+    # Without an id column each record is its own individual. Its id is a hash of its own cells
+    # (issue 20: a row index would move when another record is added or removed).
+    assert all(len(i) == 17 and i.startswith("r") for i in private.individual_id.tolist())
+    assert len(set(private.individual_id.tolist())) == len(private)
     assert "each record is its own individual" in attrs["individual_note"]
 
 

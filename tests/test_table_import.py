@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from cli.main import app
 from pate.data import tables
-from pate.data.generic import build_csv, build_npz, build_parquet, normalise_ids
+from pate.data.generic import build_csv, build_npz, build_parquet, content_ids, normalise_ids
 from pate.data.splits import split_codes
 from pate.errors import PateError
 from pate.io import read_dataset
@@ -93,6 +93,44 @@ def test_neighbouring_one_file_imports_give_byte_identical_public_test_and_schem
         note = handle.attrs["split_note"]
     private_records = len(read_dataset(outs[0] / "private.h5"))
     assert "keyed hash" in note and str(private_records) not in note.split("records:")[1]
+
+
+def test_neighbouring_imports_without_an_id_column_give_identical_public_and_test_files(tmp_path):
+    rows = _people(200, 14)
+    for i, row in enumerate(rows):
+        row["x"] = f"{i}.5"  # every record distinct
+    outs = []
+    for name, table in (("a", rows), ("b", rows[:3] + rows[4:])):
+        (tmp_path / name).mkdir()
+        path = _write_csv(tmp_path / name / "all.csv", table, ("x", "town", "y"))
+        build_csv(
+            tmp_path / f"out-{name}", input=path, label_column="y", records_are_individuals=True
+        )
+        outs.append(tmp_path / f"out-{name}")
+    for filename in ("public.h5", "test.h5", "schema.json"):
+        assert (outs[0] / filename).read_bytes() == (outs[1] / filename).read_bytes(), filename
+    features, labels = np.arange(60, dtype=np.float32).reshape(30, 2), np.arange(30) % 2
+    ids = content_ids([features[i].tobytes() + repr(labels[i].item()).encode() for i in range(30)])
+    codes = split_codes(ids, public_fraction=0.3, test_fraction=0.3, seed=0)
+    gone = int(np.flatnonzero(codes == 0)[0])  # a record of the private split
+    np.savez(tmp_path / "a" / "all.npz", features=features, y=labels)
+    np.savez(
+        tmp_path / "b" / "all.npz",
+        features=np.delete(features, gone, axis=0),
+        y=np.delete(labels, gone),
+    )
+    for name in ("a", "b"):
+        build_npz(
+            tmp_path / f"npz-{name}",
+            input=tmp_path / name / "all.npz",
+            label_column="y",
+            records_are_individuals=True,
+            public_fraction=0.3,
+            test_fraction=0.3,
+        )
+    for split in ("public", "test"):
+        first, second = (tmp_path / f"npz-{n}" / f"{split}.h5" for n in "ab")
+        assert first.read_bytes() == second.read_bytes()
 
 
 def test_neighbouring_npz_imports_give_identical_public_and_test_files(tmp_path):

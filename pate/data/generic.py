@@ -42,11 +42,13 @@ individual's in one shard. The individuals placed in the public and test splits 
 get **no** protection (their records are public data); the import says so on stderr. Without an
 individual column, pass ``records_are_individuals=True``: each record is then treated as its own
 individual (record-level privacy), which is only right if no person contributed two records; the
-files' ``individual_note`` says which case applies.
+files' ``individual_note`` says which case applies. Split from one file, such a record's id is a
+hash of its own cells (:func:`content_ids`), never its position, which depends on the other records.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -348,7 +350,7 @@ def import_table(
     if input is not None:
         path = Path(input)
         note = (
-            _record_note(path.name)
+            _content_note(path.name)
             if records_are_individuals
             else f"individual_id is column {individual_column!r} of {path.name}; all records of "
             "an individual are in one split"
@@ -413,6 +415,23 @@ def _record_note(name: str) -> str:
     )
 
 
+def _content_note(name: str) -> str:
+    return (
+        "each record is its own individual (--records-are-individuals): individual_id is 'r' and "
+        f"16 hex digits of SHA-256 of the record's cells in {name} (not its position, which "
+        "depends on the other records; identical records count as one individual); the privacy "
+        "guarantee is per record, and holds per person only if no person contributed two records"
+    )
+
+
+def content_ids(rows: list[bytes]) -> np.ndarray:
+    """Ids of records without an id column, split from one file: a hash of each record's own
+    content, so that its split and its id do not depend on the other records."""
+    return np.array(
+        ["r" + hashlib.sha256(row).hexdigest()[:16] for row in rows], dtype=object
+    ).astype(str)
+
+
 def _import_arrays(
     out_dir,
     *,
@@ -445,8 +464,11 @@ def _import_arrays(
         features = features.astype(np.float32)
     encode_labels(raw_labels, path)  # checks each label (the classes come from the schema)
     if raw_ids is None:
-        ids = np.arange(len(raw_labels), dtype=np.int64)
-        note = _record_note(path.name)
+        flat = features.reshape(len(features), -1)
+        ids = content_ids(
+            [flat[i].tobytes() + repr(raw_labels[i].item()).encode() for i in range(len(flat))]
+        )
+        note = _content_note(path.name)
     else:
         ids = normalise_ids(raw_ids, path, individual_column)
         note = (

@@ -350,8 +350,12 @@ class StreamImport:
                 self.individual_column,
                 rows,
             )
-        elif self.single:  # each record its own individual: its index in the file
-            ids, integer = (rows - 1).astype(str).astype(object), np.ones(n, dtype=bool)
+        elif self.single:  # each record its own individual: a hash of its cells, not its place
+            from pate.data.generic import content_ids
+
+            joined = ["\x1f".join(row) for row in cells.tolist()]
+            ids = content_ids([row.encode() for row in joined]).astype(object)
+            integer = np.zeros(n, dtype=bool)
         else:  # names, not numbers: a numbering across files would depend on the private count
             ids = np.char.add(f"{split}-", (rows - 1).astype(str)).astype(object)
             integer = np.zeros(n, dtype=bool)
