@@ -94,6 +94,8 @@ def command(name: str, out: str, force: bool, as_json: bool, **options) -> None:
           --individual-column patient_id --public-fraction 0.1 --test-fraction 0.1 --out data/mine
       pate dataset csv --private adult.data.csv --public public.csv --test adult.test.csv \\
           --label-column income --records-are-individuals --missing fill --out data/adult
+      pate dataset parquet --input fleet.parquet --label-column action \\
+          --individual-column vehicle --out data/fleet
 
     \b
     csv and parquet also write DIR/schema.json (columns, kinds, category vocabularies, fill values, classes),

@@ -387,7 +387,7 @@ def test_a_panel_with_empty_labels_imports_with_missing_fill_and_no_other_flag(t
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     notes = result.stderr
-    assert "feature columns from 4 columns:" in notes
+    assert "8 feature columns from 4 columns: '' (numeric), 'year' (numeric)" in notes
     assert "column '' looks like a row number or an id" in notes
     assert "records without a label left out" in notes and "of the private split" in notes
     assert "get no privacy protection" in notes

@@ -9,8 +9,10 @@ chunk by chunk, in two passes over the input:
 2. **write**: each chunk encoded under the schema and appended to its split's file
    (:class:`pate.data.splits.SplitWriter`).
 
-Memory is bounded by one chunk (``CSV_BLOCK_BYTES`` of CSV text, ``PARQUET_BATCH_ROWS`` records of
-Parquet, as text cells) and one write block per split, plus what the schema needs of the public split:
+Memory is bounded by one chunk (``CSV_BLOCK_BYTES`` of CSV text, a few blocks in flight in pyarrow's
+reader; ``PARQUET_BATCH_ROWS`` records of Parquet, read from at most one row group at a time, whose
+size the file's writer chose), as text cells, and one write block per split, plus what the schema
+needs of the public split:
 8 bytes per public record and numeric column (for the medians) and at most
 :data:`pate.data.schema.MAX_CATEGORIES` values per column; in the three-file form also the ids of the
 public and test files (to refuse an individual in two files). Every cell is read as text, so CSV and
@@ -632,10 +634,10 @@ class StreamImport:
         described = []
         for entry in schema["columns"]:
             if entry["kind"] == "numeric":
-                described.append(f"{entry['name']} (numeric)")
+                described.append(f"{entry['name']!r} (numeric)")
             else:
                 described.append(
-                    f"{entry['name']} (categorical, {len(entry['categories'])} values)"
+                    f"{entry['name']!r} (categorical, {len(entry['categories'])} values)"
                 )
         notes.append(
             f"{len(schema['feature_names'])} feature columns from {len(described)} columns: "
