@@ -23,13 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from pate.data.adas import AdasConfig, build_adas
 from pate.data.adult import build_adult
 from pate.data.fashion_mnist import build_fashion_mnist
 from pate.data.generic import build_csv, build_h5, build_npz, build_parquet
 from pate.data.mnist import build_mnist
 from pate.errors import PateError
-from pate.io import atomic_dir, read_dataset, refuse_overlap
+from pate.io import atomic_dir, open_h5, refuse_overlap
 
 
 def _build_adas(
@@ -115,9 +117,10 @@ def make_dataset(
     written = {}
     for split, filename in names.items():
         path = os.path.join(os.fspath(out), filename)
-        data = read_dataset(path)
-        individuals = len(set(data.individual_id.tolist()))
-        written[split] = DatasetSplit(path=path, records=len(data), individuals=individuals)
+        with open_h5(path, "dataset file") as handle:  # the ids only: a large file's features
+            ids = handle["individual_id"][()]  # would not fit in the import's bounded memory
+        individuals = len(np.unique(ids))
+        written[split] = DatasetSplit(path=path, records=len(ids), individuals=individuals)
     return written
 
 
