@@ -15,31 +15,35 @@ from pate.data import BUILDERS, DatasetSplit, make_dataset, split_names
 
 HELP = {
     "out": "Folder to create with private.h5, public.h5 and test.h5 (missing parents are made).",
-    "seed": "adas: seed of the generator; csv/npz/h5: seed of the split (default 0).",
+    "seed": "adas: seed of the generator; csv/parquet/npz/h5: key of the split's hash (default 0).",
     "vehicles": "adas: number of private vehicles (default 2500, ~100k records).",
     "source_dir": "mnist/adult/fashion-mnist: read the source files from this folder instead of "
     "the installed package (same layout; still MD5-verified).",
-    "input": "csv/npz/h5: the file to import, split into private, public and test by individual.",
-    "private": "csv: the private file (with --public and --test, instead of --input).",
-    "public": "csv: the public file; it may lack the label column (unlabeled).",
-    "test": "csv: the test file (labeled).",
-    "categorical_columns": "csv: comma-separated columns to one-hot encode as categories (text "
+    "input": "csv/parquet/npz/h5: the file to import, split into private, public and test by "
+    "individual (a keyed hash of each id: public and test individuals get no protection).",
+    "private": "csv/parquet: the private file (with --public and --test, instead of --input).",
+    "public": "csv/parquet: the public file; it may lack the label column (unlabeled).",
+    "test": "csv/parquet: the test file (labeled).",
+    "categorical_columns": "csv/parquet: comma-separated columns to one-hot encode as categories (text "
     "columns are detected from the public split); vocabularies come from the public split, unseen "
     "values go to an '<other>' indicator.",
-    "classes": "csv/npz/h5: comma-separated class names, in class-id order (default: the labels of "
+    "classes": "csv/parquet/npz/h5: comma-separated class names, in class-id order (default: the labels of "
     "the public and test splits, never the private one).",
-    "missing": "csv: missing cells (empty, NA, NaN, ?): error (default), drop the record, or fill "
-    "(median / a '<missing>' category, from the public split).",
-    "label_column": "csv/npz/h5: column or array of the labels.",
-    "individual_column": "csv/npz/h5: column or array saying whose record each is (all of one "
+    "missing": "csv/parquet: missing cells (empty, NA, NaN, ?): error (default), drop the record, "
+    "or fill (median / a '<missing>' category, from the public split; records without a label then "
+    "go to the public split only).",
+    "label_column": "csv/parquet/npz/h5: column or array of the labels.",
+    "individual_column": "csv/parquet/npz/h5: column or array saying whose record each is (all of one "
     "individual's records stay in one split).",
-    "records_are_individuals": "csv/npz/h5: no id column; treat each record as its own individual "
+    "records_are_individuals": "csv/parquet/npz/h5: no id column; treat each record as its own individual "
     "(record-level privacy).",
     "features_array": "npz/h5: name of the (N, ...) feature array (default 'features').",
-    "feature_columns": "csv: comma-separated feature columns (default: all but the label and id "
+    "feature_columns": "csv/parquet: comma-separated feature columns (default: all but the label and id "
     "columns).",
-    "public_fraction": "csv/npz/h5: fraction of records for the public split (default 0.1).",
-    "test_fraction": "csv/npz/h5: fraction of records for the test split (default 0.1).",
+    "public_fraction": "csv/parquet/npz/h5: probability of an individual landing in the public "
+    "split (default 0.1).",
+    "test_fraction": "csv/parquet/npz/h5: probability of an individual landing in the test split "
+    "(default 0.1).",
     "force": "Replace an existing dataset folder (never a folder of another kind).",
     "as_json": "Print what was written as JSON.",
 }
@@ -80,7 +84,7 @@ def command(name: str, out: str, force: bool, as_json: bool, **options) -> None:
                    the two halves of adult.test; one-hot + standardised; one record = one person.
     fashion-mnist: Fashion-MNIST (Debian dataset-fashion-mnist, `make data-fashion`),
                    split as mnist.
-    csv, npz, h5:  your file, split into private/public/test by individual.
+    csv, parquet, npz, h5:  your file, split into private/public/test by individual.
 
     \b
     Examples:
@@ -90,9 +94,11 @@ def command(name: str, out: str, force: bool, as_json: bool, **options) -> None:
           --individual-column patient_id --public-fraction 0.1 --test-fraction 0.1 --out data/mine
       pate dataset csv --private adult.data.csv --public public.csv --test adult.test.csv \\
           --label-column income --records-are-individuals --missing fill --out data/adult
+      pate dataset parquet --input fleet.parquet --label-column action \\
+          --individual-column vehicle --out data/fleet
 
     \b
-    csv also writes DIR/schema.json (columns, kinds, category vocabularies, fill values, classes),
+    csv and parquet also write DIR/schema.json (columns, kinds, category vocabularies, fill values, classes),
     built from the public split and the declared options only; `pate predict` applies it to a CSV.
     """
     for key in ("feature_columns", "categorical_columns", "classes"):

