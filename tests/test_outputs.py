@@ -6,8 +6,8 @@ before reading them."""
 from __future__ import annotations
 
 import errno
-import re
 import os
+import re
 import stat
 import subprocess
 import sys
