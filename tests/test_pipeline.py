@@ -45,18 +45,18 @@ def test_print_config_lists_every_field_and_loads_back(tmp_path: Path):
     (tmp_path / "p.toml").write_text(text)
     pipeline = load_pipeline(tmp_path / "p.toml")
     assert pipeline.train_teachers == TeachersJob(
-        shards=tmp_path / "shards.h5",
-        out=tmp_path / "teachers",
-        test=tmp_path / "data" / "test.h5",
+        shards=tmp_path / "demo" / "shards.h5",
+        out=tmp_path / "demo" / "teachers",
+        test=tmp_path / "demo" / "data" / "test.h5",
         hidden=(16,),
         train=TrainConfig(epochs=2),
     )
     assert pipeline.label_and_distill == DistillJob(
-        teachers=tmp_path / "teachers",
-        public=tmp_path / "data" / "public.h5",
-        workspace=tmp_path / "workspace",
-        out=tmp_path / "release",
-        test=tmp_path / "data" / "test.h5",
+        teachers=tmp_path / "demo" / "teachers",
+        public=tmp_path / "demo" / "data" / "public.h5",
+        workspace=tmp_path / "demo" / "workspace",
+        out=tmp_path / "demo" / "release",
+        test=tmp_path / "demo" / "data" / "test.h5",
         sigma=4.0,
         budget=BudgetConfig(max_epsilon=4.0),
         student=StudentConfig(steps=200),
@@ -144,7 +144,7 @@ def copy_of(demo: Path, tmp_path: Path, **changes: str) -> Path:
 
 def test_a_pipeline_file_runs_every_stage_then_resumes(demo: Path, tmp_path: Path):
     folder = copy_of(demo, tmp_path)
-    report = json.loads((folder / "release" / "privacy.json").read_text())
+    report = json.loads((folder / "demo" / "release" / "privacy.json").read_text())
     assert report["queries_answered"] > 0 and report["max_epsilon"] == 4.0
     # The release records the configuration it came from: public values only, no paths.
     assert (
@@ -152,13 +152,13 @@ def test_a_pipeline_file_runs_every_stage_then_resumes(demo: Path, tmp_path: Pat
         and report["configuration"]["student"]["steps"] == 200
     )
     assert not any(str(demo) in json.dumps(v) for v in report["configuration"].values())
-    again = json.loads(run("run", folder / "pipeline.toml", "--json").output)
+    again = json.loads(run("run", folder / "pipeline.toml", "--json").stdout)
     assert again["stages"] == dict.fromkeys(
         ("dataset", "partition", "train_teachers", "label_and_distill"), "skipped"
     )
     assert again["release"]["epsilon"] == report["epsilon"]
     assert again["release"]["student_test_accuracy"] == report["student_test_accuracy"]
-    assert json.loads((folder / "release" / "privacy.json").read_text()) == report
+    assert json.loads((folder / "demo" / "release" / "privacy.json").read_text()) == report
 
 
 @pytest.mark.parametrize(
@@ -177,12 +177,12 @@ def test_a_changed_parameter_of_a_finished_stage_is_refused(
     demo: Path, tmp_path: Path, key: str, line: str, said: str
 ):
     folder = copy_of(demo, tmp_path, **{key: line})
-    before = (folder / "release" / "privacy.json").read_text()
+    before = (folder / "demo" / "release" / "privacy.json").read_text()
     result = run("run", folder / "pipeline.toml", expect=4)
     assert result.output.startswith("error:") and result.output.count("\n") == 1
     assert said in result.output and "skipped" not in result.output
     assert "made with" in result.output and "pipeline.toml" in result.output
-    assert (folder / "release" / "privacy.json").read_text() == before
+    assert (folder / "demo" / "release" / "privacy.json").read_text() == before
 
 
 def test_force_remakes_a_changed_partition_and_what_follows_must_be_made_anew(
@@ -194,9 +194,11 @@ def test_force_remakes_a_changed_partition_and_what_follows_must_be_made_anew(
     path = folder / "pipeline.toml"
     result = run("run", path, expect=4)  # the teachers were made from the old shards
     assert "[train_teachers] out" in result.output and "[partition] runs before it" in result.output
-    text = path.read_text().replace('out = "teachers"', 'out = "teachers"\nforce = true', 1)
-    text = text.replace('workspace = "workspace"', 'workspace = "workspace2"')
-    path.write_text(text.replace('out = "release"', 'out = "release2"'))
+    text = path.read_text().replace(
+        'out = "demo/teachers"', 'out = "demo/teachers"\nforce = true', 1
+    )
+    text = text.replace('workspace = "demo/workspace"', 'workspace = "demo/workspace2"')
+    path.write_text(text.replace('out = "demo/release"', 'out = "demo/release2"'))
     assert check_pipeline(load_pipeline(path)) == {
         "dataset": "skipped",
         "partition": "run",
@@ -207,7 +209,7 @@ def test_force_remakes_a_changed_partition_and_what_follows_must_be_made_anew(
 
 def test_max_epsilon_is_raised_only_as_label_and_distill_raises_it(demo: Path, tmp_path: Path):
     folder = copy_of(demo, tmp_path, max_epsilon="max_epsilon = 6.0")
-    before = json.loads((folder / "release" / "privacy.json").read_text())
+    before = json.loads((folder / "demo" / "release" / "privacy.json").read_text())
     result = run("run", folder / "pipeline.toml", expect=2)
     assert "max_epsilon is 6 but the budget in force" in result.output
     assert "raise_budget = true" in result.output
@@ -219,31 +221,31 @@ def test_max_epsilon_is_raised_only_as_label_and_distill_raises_it(demo: Path, t
     (folder / "pipeline.toml").write_text(
         text.replace("max_epsilon = 6.0", "max_epsilon = 6.0\nraise_budget = true")
     )
-    raised = json.loads(run("run", folder / "pipeline.toml", "--json").output)
+    raised = json.loads(run("run", folder / "pipeline.toml", "--json").stdout)
     assert raised["stages"]["label_and_distill"] == "done"
     assert set(list(raised["stages"].values())[:3]) == {"skipped"}
-    report = json.loads((folder / "release" / "privacy.json").read_text())
+    report = json.loads((folder / "demo" / "release" / "privacy.json").read_text())
     assert report["max_epsilon"] == 6.0 and report["run_id"] == before["run_id"]
     assert report["queries_seen"] > before["queries_seen"]
     assert raised["results"]["label_and_distill"]["epsilon"] == report["epsilon"]
     assert raised["release"]["epsilon"] == report["epsilon"]
     # Raised and recorded: the same file is then finished.
-    again = json.loads(run("run", folder / "pipeline.toml", "--json").output)
+    again = json.loads(run("run", folder / "pipeline.toml", "--json").stdout)
     assert set(again["stages"].values()) == {"skipped"}
 
 
 def test_a_finished_stage_after_one_that_runs_again_is_refused(demo: Path, tmp_path: Path):
     folder = copy_of(demo, tmp_path)
     shutil.rmtree(
-        folder / "data"
+        folder / "demo" / "data"
     )  # the dataset would be made anew, the shards were made from the old
     result = run("run", folder / "pipeline.toml", expect=4)
     assert "[partition] out" in result.output and "[dataset] runs before it" in result.output
-    assert not (folder / "data").exists()
+    assert not (folder / "demo" / "data").exists()
     # Teachers to be made anew while the workspace holds a ledger charged for the old ones.
-    shutil.copytree(demo / "data", folder / "data")
-    shutil.rmtree(folder / "release")
-    shutil.rmtree(folder / "teachers")
+    shutil.copytree(demo / "demo" / "data", folder / "demo" / "data")
+    shutil.rmtree(folder / "demo" / "release")
+    shutil.rmtree(folder / "demo" / "teachers")
     result = run("run", folder / "pipeline.toml", expect=4)
     assert "[label_and_distill] workspace" in result.output and "holds a ledger" in result.output
 
@@ -251,29 +253,33 @@ def test_a_finished_stage_after_one_that_runs_again_is_refused(demo: Path, tmp_p
 def test_each_stage_prints_its_commands_warnings(demo: Path, tmp_path: Path):
     """The private data given as the public set: label-and-distill's private warning goes to the
     terminal (stderr) as the command prints it, and the run ends with the release's summary."""
-    folder = copy_of(demo, tmp_path, workspace='workspace = "workspace2"')
+    folder = copy_of(demo, tmp_path, workspace='workspace = "demo/workspace2"')
     text = (folder / "pipeline.toml").read_text()
-    text = text.replace('public = "data/public.h5"', 'public = "data/private.h5"')
-    (folder / "pipeline.toml").write_text(text.replace('out = "release"', 'out = "release2"'))
+    text = text.replace('public = "demo/data/public.h5"', 'public = "demo/data/private.h5"')
+    (folder / "pipeline.toml").write_text(
+        text.replace('out = "demo/release"', 'out = "demo/release2"')
+    )
     result = run("run", folder / "pipeline.toml")
     warned = [line for line in result.stderr.splitlines() if "kept out of the release" in line]
     assert warned and warned[0].startswith("warning (private, kept out of the release): ")
     assert "also appear in the private data" in warned[0]
     assert "label_and_distill: skipped" not in result.stdout
     assert "release written to" in result.stdout and "Privacy budget of" in result.stdout
-    assert "also appear" not in (folder / "release2" / "privacy.json").read_text()
+    assert "also appear" not in (folder / "demo" / "release2" / "privacy.json").read_text()
 
 
 def test_an_output_that_is_an_input_is_refused_not_skipped(demo: Path, tmp_path: Path):
     folder = copy_of(demo, tmp_path)
     text = (folder / "pipeline.toml").read_text()
     only = "[partition]" + text.split("[partition]")[1].split("[train_teachers]")[0]
-    (folder / "p.toml").write_text(only.replace('out = "shards.h5"', 'out = "data/private.h5"'))
-    before = (folder / "data" / "private.h5").read_bytes()
+    (folder / "p.toml").write_text(
+        only.replace('out = "demo/shards.h5"', 'out = "demo/data/private.h5"')
+    )
+    before = (folder / "demo" / "data" / "private.h5").read_bytes()
     result = run("run", folder / "p.toml", expect=2)
     assert "[partition] out is the same path as [partition] input" in result.output
     assert "skipped" not in result.output
-    assert (folder / "data" / "private.h5").read_bytes() == before
+    assert (folder / "demo" / "data" / "private.h5").read_bytes() == before
 
 
 def test_every_stage_is_checked_before_the_first_runs(tmp_path: Path):
@@ -281,7 +287,7 @@ def test_every_stage_is_checked_before_the_first_runs(tmp_path: Path):
     # A bad input path in the last table: found before the dataset is made.
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "p.toml").write_text(
-        printed.replace('public = "data/public.h5"', 'public = "data/pubic.h5"')
+        printed.replace('public = "demo/data/public.h5"', 'public = "demo/data/pubic.h5"')
     )
     result = run("run", tmp_path / "a" / "p.toml", expect=2)
     assert (
@@ -290,23 +296,24 @@ def test_every_stage_is_checked_before_the_first_runs(tmp_path: Path):
     assert "no earlier stage makes it" in result.output
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["p.toml"]
     # An output of another kind already there.
-    (tmp_path / "b" / "teachers").mkdir(parents=True)
-    (tmp_path / "b" / "teachers" / "notes.txt").write_text("mine")
+    (tmp_path / "b" / "demo" / "teachers").mkdir(parents=True)
+    (tmp_path / "b" / "demo" / "teachers" / "notes.txt").write_text("mine")
     (tmp_path / "b" / "p.toml").write_text(printed)
     result = run("run", tmp_path / "b" / "p.toml", expect=4)
     assert "[train_teachers] out" in result.output and "is not a teachers folder" in result.output
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["p.toml", "teachers"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["demo", "p.toml"]
+    assert sorted(p.name for p in (tmp_path / "b" / "demo").iterdir()) == ["teachers"]
     # A workspace that is some other folder.
-    (tmp_path / "b2" / "workspace").mkdir(parents=True)
-    (tmp_path / "b2" / "workspace" / "notes.txt").write_text("mine")
+    (tmp_path / "b2" / "demo" / "workspace").mkdir(parents=True)
+    (tmp_path / "b2" / "demo" / "workspace" / "notes.txt").write_text("mine")
     (tmp_path / "b2" / "p.toml").write_text(printed)
     result = run("run", tmp_path / "b2" / "p.toml", expect=4)
     assert "[label_and_distill] workspace" in result.output and "not a workspace" in result.output
-    assert sorted(p.name for p in (tmp_path / "b2").iterdir()) == ["p.toml", "workspace"]
+    assert sorted(p.name for p in (tmp_path / "b2" / "demo").iterdir()) == ["workspace"]
     # An output that overlaps another stage's.
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "p.toml").write_text(
-        printed.replace('workspace = "workspace"', 'workspace = "teachers/ws"')
+        printed.replace('workspace = "demo/workspace"', 'workspace = "demo/teachers/ws"')
     )
     result = run("run", tmp_path / "c" / "p.toml", expect=2)
     assert "[label_and_distill] workspace" in result.output and "lies inside" in result.output
@@ -315,7 +322,7 @@ def test_every_stage_is_checked_before_the_first_runs(tmp_path: Path):
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "afile").write_text("x")
     (tmp_path / "e" / "p.toml").write_text(
-        printed.replace('out = "release"', 'out = "afile/release"')
+        printed.replace('out = "demo/release"', 'out = "afile/release"')
     )
     result = run("run", tmp_path / "e" / "p.toml", expect=2)
     assert "[label_and_distill] out" in result.output and "afile is not a folder" in result.output
@@ -361,7 +368,7 @@ def test_dataset_paths_are_read_from_the_files_folder(tmp_path: Path, monkeypatc
     elsewhere = tmp_path / "elsewhere"
     csv_pipeline(elsewhere, private_rows=40)
     monkeypatch.chdir(elsewhere)
-    result = json.loads(run("run", path, "--json").output)
+    result = json.loads(run("run", path, "--json").stdout)
     assert len(read_dataset(tmp_path / "project" / "data" / "private.h5")) == 30
     private = result["results"]["dataset"]["private"]
     assert private["records"] == 30 and private["path"].startswith(str(tmp_path / "project"))
@@ -423,7 +430,7 @@ def test_lists_are_arrays_or_comma_strings_read_as_the_command_reads_them(tmp_pa
     assert expected == ("region", "plan")
     assert load_pipeline(as_string).dataset.options["categorical_columns"] == expected
     assert load_pipeline(as_array).dataset.options["categorical_columns"] == expected
-    result = json.loads(run("run", as_string, "--json").output)
+    result = json.loads(run("run", as_string, "--json").stdout)
     schema = json.loads((tmp_path / "s" / "data" / "schema.json").read_text())
     assert result["stages"] == {"dataset": "done"}
     assert "region" in json.dumps(schema) and "plan" in json.dumps(schema)

@@ -48,6 +48,9 @@ SMALLER = {
     ),
     "--sigma 16 --max-epsilon 3": "--sigma 3 --max-epsilon 3 --student-steps 40",
     "--queries 807": "--queries 807 --trials 20000",
+    "pate audit --release run/release --json": "pate audit --release run/release --json --trials 20000",
+    "--canaries 200 --seed 1": "--canaries 20 --seed 1",
+    "--strategy vmap --test data/adas/test.h5": "--strategy vmap --test data/adas/test.h5 --epochs 1",
 }
 
 

@@ -95,7 +95,7 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path, monk
         raise OSError("disk full")
 
     monkeypatch.setattr(store_module, "write_ids", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(PateError, match=r"voters\.h5: cannot write \(disk full\)"):
         write_voter_store(path, store)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["voters.h5"]
