@@ -21,10 +21,11 @@ lint: install
 	$(BIN)/ruff check pate cli tests scripts
 	$(BIN)/ruff format --check pate cli tests scripts
 
-# The default suite (about 3 minutes on 2 idle cores), then the multi-device tests in their own process
-# (XLA's device count is fixed when JAX starts).
+# The default suite on two worker processes (pytest-xdist; one test file per worker at a time, so a
+# file's shared fixtures are built once), then the multi-device tests in their own process (XLA's
+# device count is fixed when JAX starts).
 test: install lint
-	$(BIN)/python -m pytest -q -m "not multidevice and not slow" tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not multidevice and not slow" tests
 	XLA_FLAGS=--xla_force_host_platform_device_count=4 $(BIN)/python -m pytest -q -m multidevice tests
 
 # Before a release: the tests marked `slow` (real datasets, long end-to-end runs; a few minutes more).

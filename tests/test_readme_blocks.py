@@ -176,3 +176,14 @@ def test_every_readme_shell_block_runs_as_written(tmp_path):
     unused = set(SMALLER) - used
     assert not unused, f"SMALLER replacements no longer in the README: {sorted(unused)}"
     assert ran >= 5, f"only {ran} README blocks ran"
+    # What the blocks promise is there: both releases, the pipeline file's demo, the audit, and
+    # predictions of every new row of the user's table, carrying its ids.
+    for release in ("run/release", "run-mine/release", "demo/release"):
+        assert (tmp_path / release / "privacy.json").is_file(), release
+    assert (tmp_path / "audit-run" / "audit.json").is_file()
+    with open(tmp_path / "new-people.csv", newline="") as handle:
+        asked = [row["person_id"] for row in csv.DictReader(handle)]
+    with open(tmp_path / "predictions.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["person_id"] for row in rows] == asked
+    assert {row["predicted"] for row in rows} <= {"0", "1"}

@@ -49,6 +49,7 @@ hash of its own cells (:func:`content_ids`), never its position, which depends o
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 
@@ -544,64 +545,19 @@ def build_csv(
     seed: int = 0,
 ) -> dict[str, Path]:
     """Import a CSV file, or separate private, public and test CSV files (module docstring)."""
-    return import_table(
-        out_dir,
-        kind="csv",
-        input=input,
-        private=private,
-        public=public,
-        test=test,
-        label_column=label_column,
-        individual_column=individual_column,
-        records_are_individuals=records_are_individuals,
-        feature_columns=feature_columns,
-        categorical_columns=categorical_columns,
-        classes=classes,
-        missing=missing,
-        public_fraction=public_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-    )
+    options = {name: value for name, value in locals().items() if name != "out_dir"}
+    return import_table(out_dir, kind="csv", **options)
 
 
-def build_parquet(
-    out_dir: str | Path,
-    *,
-    input: str | Path | None = None,
-    private: str | Path | None = None,
-    public: str | Path | None = None,
-    test: str | Path | None = None,
-    label_column: str,
-    individual_column: str | None = None,
-    records_are_individuals: bool = False,
-    feature_columns: tuple[str, ...] | None = None,
-    categorical_columns: tuple[str, ...] = (),
-    classes: tuple[str, ...] | None = None,
-    missing: str = "error",
-    public_fraction: float = DEFAULT_PUBLIC_FRACTION,
-    test_fraction: float = DEFAULT_TEST_FRACTION,
-    seed: int = 0,
-) -> dict[str, Path]:
-    """Import a Parquet file, or separate private, public and test Parquet files: the rules of
-    :func:`build_csv` (every cell read as text: a number as its shortest decimal, a null empty)."""
-    return import_table(
-        out_dir,
-        kind="parquet",
-        input=input,
-        private=private,
-        public=public,
-        test=test,
-        label_column=label_column,
-        individual_column=individual_column,
-        records_are_individuals=records_are_individuals,
-        feature_columns=feature_columns,
-        categorical_columns=categorical_columns,
-        classes=classes,
-        missing=missing,
-        public_fraction=public_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-    )
+def build_parquet(out_dir: str | Path, **options) -> dict[str, Path]:
+    """Import a Parquet file, or separate private, public and test Parquet files: the options and
+    rules of :func:`build_csv` (every cell read as text: a number as its shortest decimal, a null
+    empty)."""
+    return import_table(out_dir, kind="parquet", **options)
+
+
+# The dataset registry reads a builder's options from its signature: Parquet takes CSV's.
+build_parquet.__signature__ = inspect.signature(build_csv)
 
 
 def build_npz(
