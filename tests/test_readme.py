@@ -1,4 +1,5 @@
-"""The README's Python example runs as written (on a smaller fleet and shorter training)."""
+"""The README's Python example runs as written in an empty folder (on a smaller fleet and shorter
+training)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,7 @@ def test_the_readme_pipeline_runs(tmp_path, monkeypatch):
         "from pate.student_config import StudentConfig\nfrom pate.teachers import TrainConfig\n"
         + code
     )
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "data").mkdir()
-    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path)  # an empty folder, as a newcomer has it: the calls make data/, run/
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
     assert namespace["result"].report["queries_answered"] > 0
