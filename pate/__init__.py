@@ -28,7 +28,7 @@ The pipeline, one module per stage:
 
 from __future__ import annotations
 
-import importlib
+from pate._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -55,11 +55,8 @@ _STAGES = {
 __all__ = sorted(_STAGES)
 
 
-def __getattr__(name: str):
-    if name not in _STAGES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_STAGES[name]), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_STAGES})
+__getattr__, __dir__ = lazy_exports(
+    "pate",
+    {name: (module.removeprefix("pate."), name) for name, module in _STAGES.items()},
+    globals(),
+)

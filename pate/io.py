@@ -40,8 +40,10 @@ DATASET_FORMAT = "pate-dataset"
 DATASET_VERSION = 1
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIR_MODE = 0o700
-# A folder holding this file is a workspace with a privacy ledger: no output may replace it.
-PROTECTED_FILE = "ledger.jsonl"
+#: A workspace's privacy ledger, and its head record beside it (pate/ledger.py). A folder holding the
+#: ledger is a workspace: no output may replace it.
+LEDGER_FILE = "ledger.jsonl"
+LEDGER_FILES = (LEDGER_FILE, LEDGER_FILE + ".head")
 
 
 @dataclass(frozen=True)
@@ -372,7 +374,7 @@ def atomic_file(path: str | os.PathLike, *, private: bool = False) -> Iterator[P
     path = Path(path)
     if not path.parent.exists():
         raise PateError(f"{path}: folder {path.parent} does not exist")
-    if path.name in (PROTECTED_FILE, PROTECTED_FILE + ".head") and os.path.lexists(path):
+    if path.name in LEDGER_FILES and os.path.lexists(path):
         raise PateError(
             f"{path}: is a privacy ledger, which is never replaced; expected another output file",
             exit_code=4,
@@ -398,8 +400,8 @@ def atomic_file(path: str | os.PathLike, *, private: bool = False) -> Iterator[P
 def ledger_inside(folder: str | os.PathLike) -> Path | None:
     """The first privacy ledger (``ledger.jsonl``) anywhere inside ``folder``, or ``None``."""
     for root, _, files in os.walk(folder):
-        if PROTECTED_FILE in files:
-            return Path(root) / PROTECTED_FILE
+        if LEDGER_FILE in files:
+            return Path(root) / LEDGER_FILE
     return None
 
 
@@ -418,7 +420,7 @@ def atomic_dir(
     remove_stale_temporaries(path)  # first: it may move back the folder a killed run was replacing
     if path.is_dir() and ledger_inside(path) is not None:
         raise PateError(
-            f"{path}: holds a privacy ledger ({PROTECTED_FILE}), which is never replaced; expected "
+            f"{path}: holds a privacy ledger ({LEDGER_FILE}), which is never replaced; expected "
             "another output folder",
             exit_code=4,
         )

@@ -53,11 +53,10 @@ from pate.aggregate import (
     threshold_offsets,
 )
 from pate.errors import BudgetExhausted, PateError
+from pate.io import LEDGER_FILE as LEDGER_FILE  # re-exported: defined once, in pate.io
 from pate.ledger import Ledger
 from pate.noise import NoiseSource, SeededNoise
 from pate.records import QueryCharge, RunHeader
-
-LEDGER_FILE = "ledger.jsonl"
 
 #: Chooses the next queries: ``(asked, labels, count) -> ids``. ``asked`` holds the public indices of the
 #: queries already seen, in ledger order, ``labels`` their released labels (``-1``: not answered), and

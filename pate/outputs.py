@@ -39,13 +39,13 @@ from pathlib import Path
 import h5py
 
 from pate.errors import PateError
+from pate.io import LEDGER_FILES
 
 # Kinds of folders nothing may be written into (their contents are the run's evidence or private data).
 PROTECTED_FOLDERS = ("release", "workspace", "teachers", "data", "audit")
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _DATASET_FILES = ("private.h5", "public.h5", "test.h5")
-_LEDGER_FILES = ("ledger.jsonl", "ledger.jsonl.head")
 
 
 def _h5_format(path: Path) -> str | None:
@@ -73,7 +73,7 @@ def folder_kind(folder: str | os.PathLike) -> str | None:
         return None
     if not names:
         return "empty"
-    if names & {"ledger.jsonl", "ledger.jsonl.head"} or (
+    if names & set(LEDGER_FILES) or (
         "votes.h5" in names and _h5_format(folder / "votes.h5") == "pate-votes"
     ):
         return "workspace"
@@ -165,7 +165,7 @@ def check_output(
     field = _say(name)
     refuse_overlap(inputs={_say(k): v for k, v in (inputs or {}).items()}, outputs={field: path})
     real = Path(os.path.realpath(path))
-    if real.name in _LEDGER_FILES and os.path.lexists(real):
+    if real.name in LEDGER_FILES and os.path.lexists(real):
         raise PateError(
             f"{path}: is a privacy ledger, which is never replaced; expected another output",
             exit_code=4,

@@ -20,7 +20,6 @@ _EXPORTS = {
     "label_and_distill": ("stage", "label_and_distill"),
     "student_model_config": ("stage", "student_model_config"),
     "check_label_space": ("stage", "check_label_space"),
-    "train_baseline": ("stage", "train_baseline"),
     "VOTES_FILE": ("workspace", "VOTES_FILE"),
     "compute_or_load_votes": ("workspace", "compute_or_load_votes"),
     "LABELS_FORMAT": ("release", "LABELS_FORMAT"),

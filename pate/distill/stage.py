@@ -66,7 +66,7 @@ from pate.report import (
     privacy_report,
     write_report,
 )
-from pate.student import StudentConfig, TrainedModel, fit_model, fit_student, resolve_method
+from pate.student import fit_student, resolve_method
 from pate.teachers import load_teacher_individuals, load_teachers
 
 
@@ -450,12 +450,3 @@ def _label_accuracy(public_path, ids: np.ndarray, labels: np.ndarray) -> float |
             return None
         truth = handle["evaluation_labels"][()]
     return float((truth[ids] == labels).mean())
-
-
-def train_baseline(
-    private_path, test_path, model: ModelConfig, config: StudentConfig
-) -> TrainedModel:
-    """The non-private baseline: one model on all private records (for comparison only)."""
-    private = read_dataset(private_path, require_labels=True)
-    baseline = fit_model(private.features, private.labels, model, config)
-    return baseline
