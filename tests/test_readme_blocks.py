@@ -91,16 +91,19 @@ def command_blocks() -> list[tuple[int, str, str | None]]:
     return found
 
 
-def write_panel(folder: Path, seed: int = 0) -> None:
+def write_panel(folder: Path, seed: int = 0, scale: int = 1) -> None:
     """A labour-market panel as people have it: a row-number column, several rows per person,
-    empty cells in features and labels, labels written 0.0/1.0, a text column."""
+    empty cells in features and labels, labels written 0.0/1.0, a text column. ``scale``
+    multiplies the number of people: the test's 150 private people are too few for the README's
+    50 teachers (the partition refuses empty shards); ``scale=20`` runs the README's own sizes."""
     rng = np.random.default_rng(seed)
     header = ["", "person_id", "year", "age", "hours", "region", "plan", "outcome"]
+    step = 100_000 * scale
     files = {
-        "people.csv": (0, 150),
-        "pool.csv": (1000, 80),
-        "holdout.csv": (2000, 40),
-        "new-people.csv": (3000, 10),
+        "people.csv": (0, 150 * scale),
+        "pool.csv": (step, 80 * scale),
+        "holdout.csv": (2 * step, 40 * scale),
+        "new-people.csv": (3 * step, 10),
     }
     for name, (first, people) in files.items():
         rows, row_number = [], 0
