@@ -760,14 +760,14 @@ DEMO: dict[str, list[tuple[str, Any, str]]] = {
             '"mine.csv", label_column and individual_column',
         ),
         ("out", "demo/data", "folder to create: private.h5, public.h5, test.h5"),
-        ("vehicles", 40, "demo size (the default is 2500 cars, ~100k records)"),
+        ("vehicles", 500, "demo size (the default is 2500 cars, ~100k records)"),
     ],
     "partition": [
         ("input", "demo/data/private.h5", ""),
         ("out", "demo/shards.h5", ""),
         (
             "num_teachers",
-            5,
+            50,
             "demo size; 250 in PATE 2018's setting (more teachers, less noise per vote)",
         ),
     ],
@@ -775,7 +775,7 @@ DEMO: dict[str, list[tuple[str, Any, str]]] = {
         ("shards", "demo/shards.h5", ""),
         ("out", "demo/teachers", ""),
         ("test", "demo/data/test.h5", "per-teacher accuracy"),
-        ("epochs", 2, "demo size (the default is 40)"),
+        ("epochs", 5, "demo size (the default is 40)"),
         ("hidden", [16], "demo size (default widths when left out)"),
     ],
     "label_and_distill": [
@@ -784,9 +784,9 @@ DEMO: dict[str, list[tuple[str, Any, str]]] = {
         ("workspace", "demo/workspace", "private: votes and the privacy ledger"),
         ("out", "demo/release", "the publishable release"),
         ("test", "demo/data/test.h5", "student accuracy and the majority rate"),
-        ("sigma", 4.0, "demo noise for 5 teachers: NOT a useful privacy level; ~60 for 250"),
+        ("sigma", 20.0, "demo noise for 50 teachers; ~60 for 250 (pate plan sizes it)"),
         ("max_epsilon", 4.0, "the privacy budget; choose it before the run (pate plan)"),
-        ("steps", 200, "demo size (the default is 3000 student steps)"),
+        ("steps", 300, "demo size (the default is 3000 student steps)"),
     ],
 }
 
@@ -800,8 +800,8 @@ def default_config() -> str:
         "# pate pipeline file: `pate run pipeline.toml` checks every table, then runs them in this",
         "# order; a rerun skips finished stages and resumes interrupted ones. Relative paths are read",
         "# from this file's folder. As printed it runs a SMALL DEMO on the built-in adas fleet (about",
-        "# a minute on a laptop CPU; its student is weak): change the values marked 'demo' for a real",
-        "# run, and name your own data in [dataset]. A commented key shows its default.",
+        "# 15 s on a laptop CPU, into demo/): change the values marked 'demo' for a real run, and",
+        "# name your own data in [dataset]. A commented key shows its default.",
         "",
     ]
     for stage in STAGES:

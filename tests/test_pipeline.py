@@ -49,7 +49,7 @@ def test_print_config_lists_every_field_and_loads_back(tmp_path: Path):
         out=tmp_path / "demo" / "teachers",
         test=tmp_path / "demo" / "data" / "test.h5",
         hidden=(16,),
-        train=TrainConfig(epochs=2),
+        train=TrainConfig(epochs=5),
     )
     assert pipeline.label_and_distill == DistillJob(
         teachers=tmp_path / "demo" / "teachers",
@@ -57,9 +57,9 @@ def test_print_config_lists_every_field_and_loads_back(tmp_path: Path):
         workspace=tmp_path / "demo" / "workspace",
         out=tmp_path / "demo" / "release",
         test=tmp_path / "demo" / "data" / "test.h5",
-        sigma=4.0,
+        sigma=20.0,
         budget=BudgetConfig(max_epsilon=4.0),
-        student=StudentConfig(steps=200),
+        student=StudentConfig(steps=300),
     )
     # In an empty folder it passes every check made before the first stage, unchanged.
     from pate.pipeline import check_pipeline
@@ -116,7 +116,7 @@ def demo(tmp_path_factory) -> Path:
     for said in (
         " private: ",  # pate dataset
         "shards written to",  # pate partition
-        "trained 5 mlp teachers",  # pate train-teachers
+        "trained 50 mlp teachers",  # pate train-teachers
         "public records labelled",  # pate label-and-distill
         "asked (gnmax)",
         "student test accuracy = ",
@@ -148,8 +148,8 @@ def test_a_pipeline_file_runs_every_stage_then_resumes(demo: Path, tmp_path: Pat
     assert report["queries_answered"] > 0 and report["max_epsilon"] == 4.0
     # The release records the configuration it came from: public values only, no paths.
     assert (
-        report["configuration"]["sigma"] == 4.0
-        and report["configuration"]["student"]["steps"] == 200
+        report["configuration"]["sigma"] == 20.0
+        and report["configuration"]["student"]["steps"] == 300
     )
     assert not any(str(demo) in json.dumps(v) for v in report["configuration"].values())
     again = json.loads(run("run", folder / "pipeline.toml", "--json").stdout)
@@ -164,12 +164,12 @@ def test_a_pipeline_file_runs_every_stage_then_resumes(demo: Path, tmp_path: Pat
 @pytest.mark.parametrize(
     ("key", "line", "said"),
     [
-        ("vehicles", "vehicles = 41", "[dataset] vehicles is 41 but"),
-        ("num_teachers", "num_teachers = 6", "[partition] num_teachers is 6 but"),
-        ("epochs", "epochs = 3", "[train_teachers] epochs is 3 but"),
+        ("vehicles", "vehicles = 501", "[dataset] vehicles is 501 but"),
+        ("num_teachers", "num_teachers = 51", "[partition] num_teachers is 51 but"),
+        ("epochs", "epochs = 6", "[train_teachers] epochs is 6 but"),
         ("hidden", 'hidden = "16,8"', "[train_teachers] hidden is [16, 8] but"),
-        ("sigma", "sigma = 5.0", "[label_and_distill] sigma is 5.0 but"),
-        ("steps", "steps = 300", "[label_and_distill] steps is 300 but"),
+        ("sigma", "sigma = 21.0", "[label_and_distill] sigma is 21.0 but"),
+        ("steps", "steps = 400", "[label_and_distill] steps is 400 but"),
         ("max_epsilon", "max_epsilon = 4.0\nmax_queries = 2", "max_queries is 2 but"),
     ],
 )
@@ -190,7 +190,7 @@ def test_force_remakes_a_changed_partition_and_what_follows_must_be_made_anew(
 ):
     from pate.pipeline import check_pipeline
 
-    folder = copy_of(demo, tmp_path, num_teachers="num_teachers = 6\nforce = true")
+    folder = copy_of(demo, tmp_path, num_teachers="num_teachers = 51\nforce = true")
     path = folder / "pipeline.toml"
     result = run("run", path, expect=4)  # the teachers were made from the old shards
     assert "[train_teachers] out" in result.output and "[partition] runs before it" in result.output
