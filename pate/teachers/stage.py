@@ -160,11 +160,6 @@ def _train_teachers(job: TeachersJob, progress, on_phase) -> TeachersResult:
         outputs={"out": job.out, "checkpoints": job.checkpoint_path},
     )
     main_process = jax.process_index() == 0
-    if main_process and job.out.exists() and not job.force:
-        raise PateError(
-            f"{job.out}: already exists and holds another run; pass `force` to replace it",
-            exit_code=4,
-        )
     shards = open_shards(job.shards)
     test = _read_test_set(job, shards)
     if job.custom_model:  # imports and checks the user's factory before anything is written
