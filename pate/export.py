@@ -578,8 +578,6 @@ def predict(
             f"{input_path}: features have shape {feature_shape}, expected "
             f"{tuple(student.model.input_shape)} as the student in {student_path}"
         )
-    if out is not None and out.exists() and not force:
-        raise PateError(f"{out}: already exists; pass `force` to replace it", exit_code=4)
     probabilities = student.probabilities(features)
     labels = probabilities.argmax(axis=1)
     carried = (records.ids, records.id_column)
